@@ -1,0 +1,141 @@
+"""The ``rnnlab`` command line (typer): ``rnnlab --help`` lists every command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rnnlab import __version__
+from rnnlab.data.cli import data_app
+from rnnlab.errors import RnnlabError
+
+app = typer.Typer(
+    help="Recurrent neural networks as the lecture writes them; the lab's tasks in one command.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DataDir = typer.Option(
+    None, "--data-dir", help="Where datasets live (default: $RNNLAB_DATA, else the user cache)."
+)
+Device = typer.Option("auto", "--device", help="auto, cpu or cuda.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rnnlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """rnnlab: RNN, LSTM and GRU models, their training, and the lab's five tasks."""
+
+
+def _metrics_table(title: str, metrics: dict) -> Table:
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        table.add_row(key, shown)
+    return table
+
+
+@app.command()
+def tasks() -> None:
+    """List the tasks ``rnnlab run`` knows."""
+    from rnnlab.tasks import TASKS
+
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("task")
+    table.add_column("what it is")
+    for name, task in TASKS.items():
+        table.add_row(name, task.summary)
+    out.print(table)
+
+
+@app.command()
+def run(
+    task: str = typer.Argument(..., help="Task name; see `rnnlab tasks`."),
+    config: Path | None = typer.Option(None, "--config", help="A TOML file over the defaults."),
+    set_: list[str] = typer.Option([], "--set", help="Override one key: --set train.epochs=5."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/TASK/…)."),
+    device: str = Device,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    data_dir: Path | None = DataDir,
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard events."),
+) -> None:
+    """Train a task and write its run directory (config, history, metrics, model, plots)."""
+    from rnnlab import tasks as registry
+    from rnnlab.train import tensorboard as tensorboard_callback
+
+    task_cls = registry.get_task(task)
+    cfg = task_cls.config(config, set_)
+    extra = ()
+    if tensorboard:
+        target = out_dir or Path("runs") / task
+        extra = (tensorboard_callback(str(target / "tensorboard")),)
+    run_dir = registry.run(
+        task_cls, cfg, out_dir, device, quiet, data_dir, extra, Console(stderr=True, quiet=quiet)
+    )
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    if not quiet:
+        out.print(_metrics_table(f"{task}: test metrics", metrics))
+    out.print(f"run directory: {run_dir}")
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `rnnlab run`."),
+    device: str = Device,
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Recompute a run's test metrics from its saved model."""
+    from rnnlab.tasks import evaluate_run
+
+    metrics = evaluate_run(run_dir, device, data_dir)
+    out.print(_metrics_table(f"{run_dir}: test metrics", metrics))
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `rnnlab run`."),
+    inputs: list[str] = typer.Argument(..., help="Texts (sentiment) or questions (addition)."),
+    device: str = Device,
+) -> None:
+    """Answer new inputs with a trained model: one table row per input."""
+    from rnnlab.tasks import restore, task_of
+
+    task, model = restore(task_of(run_dir), run_dir, device)
+    rows = task.predict(model, inputs)
+    table = Table(show_header=True, header_style="bold")
+    for column in rows[0]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()))
+    out.print(table)
+
+
+app.add_typer(data_app, name="data")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        app()
+    except RnnlabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,275 @@
+"""Run configuration: three typed sections, ``[data]``, ``[model]`` and ``[train]``, read from TOML.
+
+Each task declares its sections as dataclasses (the types) and ships a TOML file with the lab's
+settings (the values). A user's file and ``--set section.key=value`` overrides are checked against
+the dataclasses: an unknown key or a value of the wrong type is an error that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import tomli_w
+
+from rnnlab.errors import RnnlabError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def _at_least(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise RnnlabError(f"config key {key} must be >= {low}, got {value}")
+
+
+def _fraction(key: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise RnnlabError(f"config key {key} must be in [0, 1), got {value}")
+
+
+@dataclass
+class ModelConfig:
+    """The recurrent stack every task builds on (see :class:`rnnlab.Recurrent`)."""
+
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    hidden: int = 64
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    nonlinearity: Literal["tanh", "relu"] = "tanh"
+    gru_variant: Literal["lecture", "cudnn"] = "cudnn"
+    engine: Literal["auto", "fused", "reference"] = "auto"
+    forget_bias: float | None = None
+
+    def check(self) -> None:
+        """Value checks the types cannot express."""
+        _at_least("model.hidden", self.hidden, 1)
+        _at_least("model.layers", self.layers, 1)
+        _fraction("model.dropout", self.dropout)
+        _fraction("model.recurrent_dropout", self.recurrent_dropout)
+        if self.nonlinearity == "relu" and self.cell != "rnn":
+            raise RnnlabError("config key model.nonlinearity='relu' needs model.cell='rnn'")
+        if self.forget_bias is not None and self.cell != "lstm":
+            raise RnnlabError("config key model.forget_bias needs model.cell='lstm'")
+        if self.engine == "fused" and (
+            (self.cell == "gru" and self.gru_variant == "lecture") or self.recurrent_dropout > 0
+        ):
+            raise RnnlabError(
+                "config key model.engine='fused' cannot run the lecture GRU or recurrent dropout; "
+                "use 'auto' or 'reference'"
+            )
+
+    def recurrent_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`rnnlab.Recurrent` (input size aside)."""
+        return {
+            "hidden_size": self.hidden,
+            "cell": self.cell,
+            "layers": self.layers,
+            "bidirectional": self.bidirectional,
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "nonlinearity": self.nonlinearity,
+            "gru_variant": self.gru_variant,
+            "engine": self.engine,
+            "forget_bias": self.forget_bias,
+        }
+
+
+@dataclass
+class TrainConfig:
+    """The training loop's settings (see :class:`rnnlab.train.Trainer`)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    seed: int = 0
+    patience: int | None = None
+    monitor: str = "val_loss"
+    eval_batch_size: int = 4096
+    threads: int | None = None
+
+    def check(self) -> None:
+        """Value checks the types cannot express."""
+        _at_least("train.epochs", self.epochs, 1)
+        _at_least("train.batch_size", self.batch_size, 1)
+        _at_least("train.eval_batch_size", self.eval_batch_size, 1)
+        if self.lr <= 0:
+            raise RnnlabError(f"config key train.lr must be > 0, got {self.lr}")
+        for key in ("momentum", "weight_decay"):
+            if getattr(self, key) < 0:
+                raise RnnlabError(f"config key train.{key} must be >= 0, got {getattr(self, key)}")
+        for key in ("clip_norm", "clip_value"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise RnnlabError(f"config key train.{key} must be > 0, got {value}")
+        if self.patience is not None:
+            _at_least("train.patience", self.patience, 1)
+        if self.threads is not None:
+            _at_least("train.threads", self.threads, 1)
+
+
+@dataclass
+class Config:
+    """A task's whole configuration."""
+
+    task: str
+    data: Any
+    model: Any
+    train: Any = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested dict of the three sections (``None`` values left out: TOML has no null)."""
+
+        def clean(section: Any) -> dict[str, Any]:
+            return {k: v for k, v in dataclasses.asdict(section).items() if v is not None}
+
+        return {
+            "task": self.task,
+            "data": clean(self.data),
+            "model": clean(self.model),
+            "train": clean(self.train),
+        }
+
+    def to_toml(self) -> str:
+        """The fully resolved configuration as TOML text."""
+        return tomli_w.dumps(self.to_dict())
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
+    if origin in (list, tuple):
+        return f"a list of {_type_name(get_args(tp)[0])}"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints widen to floats, lists to tuples."""
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in get_args(tp):
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except RnnlabError:
+                pass
+    elif origin is Literal:
+        if value in get_args(tp):
+            return value
+    elif origin in (list, tuple):
+        if isinstance(value, list | tuple):
+            items = [_coerce(key, v, get_args(tp)[0]) for v in value]
+            return tuple(items) if origin is tuple else items
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str and isinstance(value, str):
+        return value
+    raise RnnlabError(f"config key {key!r} must be {_type_name(tp)}, got {value!r}")
+
+
+def _section(name: str, cls: type, values: dict[str, Any], source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {name}.{close[0]}?)" if close else ""
+            raise RnnlabError(f"{source}: unknown config key {name}.{key}{hint}")
+        kwargs[key] = _coerce(f"{name}.{key}", value, hints[key])
+    section = cls(**kwargs)
+    check = getattr(section, "check", None)
+    if check is not None:
+        check()
+    return section
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"train.epochs=5"`` -> ``("train", "epochs", 5)``; the value is read as TOML, else a string."""
+    key, sep, raw = text.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name or section not in ("data", "model", "train"):
+        raise RnnlabError(
+            f"--set {text!r}: expected SECTION.KEY=VALUE with SECTION one of data, model, train"
+        )
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return section, name, value
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; a missing file or a syntax error is a one-line error naming it."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RnnlabError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise RnnlabError(f"config file {path} is not valid TOML: {err}") from None
+
+
+def load_config(
+    task: str,
+    sections: dict[str, type],
+    path: Path | None = None,
+    overrides: typing.Sequence[str] = (),
+) -> Config:
+    """Build a task's :class:`Config`: the task's packaged TOML, then ``path``, then ``overrides``.
+
+    ``sections`` maps ``"data"``, ``"model"``, ``"train"`` to the task's dataclasses.
+    """
+    merged: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}}
+    layers = [(CONFIG_DIR / f"{task}.toml", read_toml(CONFIG_DIR / f"{task}.toml"))]
+    if path is not None:
+        layers.append((path, read_toml(path)))
+    for source, values in layers:
+        for name, body in values.items():
+            if name == "task":
+                if body != task:
+                    raise RnnlabError(f"{source}: is a config for task {body!r}, not {task!r}")
+                continue
+            if name not in merged or not isinstance(body, dict):
+                raise RnnlabError(
+                    f"{source}: unknown config section {name!r} (expected data, model, train)"
+                )
+            merged[name].update(body)
+    for text in overrides:
+        section, key, value = parse_override(text)
+        merged[section][key] = value
+    built = {
+        name: _section(name, sections[name], merged[name], str(path or f"{task} config"))
+        for name in merged
+    }
+    return Config(task=task, **built)

@@ -1,0 +1,75 @@
+"""Figures a user would rather look at than read: curves, confusion matrices, predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed, safe on servers and in CI
+import matplotlib.pyplot as plt
+import numpy as np
+
+from rnnlab.rundir import atomic_path
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip("."))
+    plt.close(fig)
+
+
+def learning_curves(history: list[dict[str, float]], path: Path, title: str = "") -> None:
+    """Training loss and every validation metric per epoch, one panel each."""
+    epochs = [row["epoch"] for row in history]
+    keys = [k for k in history[0] if k.startswith("val_")]
+    fig, axes = plt.subplots(1, 1 + len(keys), figsize=(4.2 * (1 + len(keys)), 3.4), squeeze=False)
+    axes[0, 0].plot(epochs, [row["train_loss"] for row in history], marker=".", label="train")
+    if "val_loss" in keys:
+        axes[0, 0].plot(epochs, [row["val_loss"] for row in history], marker=".", label="val")
+        keys.remove("val_loss")
+    axes[0, 0].set(title="loss", xlabel="epoch")
+    axes[0, 0].legend()
+    for ax, key in zip(axes[0, 1:], keys, strict=False):
+        ax.plot(epochs, [row[key] for row in history], marker=".", color="tab:green")
+        ax.set(title=key, xlabel="epoch")
+    for ax in axes[0, 1 + len(keys) :]:
+        ax.remove()
+    for ax in axes[0]:
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def confusion(cm: np.ndarray, names: list[str], path: Path, title: str = "") -> None:
+    """Confusion matrix as a heatmap of row-normalised rates, with the counts written in."""
+    cm = np.asarray(cm)
+    rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    size = 1.0 + 0.6 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            color = "white" if rates[i, j] > 0.5 else "black"
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color=color, fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
+    _save(fig, path)
+
+
+def predictions(
+    y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str = "", baseline=None
+) -> None:
+    """A window of a series: truth, the model's prediction and, optionally, a baseline."""
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    steps = np.arange(len(y_true))
+    ax.plot(steps, y_true, color="black", lw=1.2, label="true")
+    ax.plot(steps, y_pred, color="tab:red", lw=1.0, label="predicted")
+    if baseline is not None:
+        ax.plot(steps, baseline, color="tab:gray", lw=0.8, ls="--", label="persistence")
+    ax.set(xlabel="test step (hours)", title=title)
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    _save(fig, path)

@@ -1,0 +1,135 @@
+"""The run directory: every file written atomically, weights in safetensors, the rest JSON/CSV/TOML.
+
+A run directory holds ``config.toml``, ``history.csv``, ``metrics.json``, ``model.safetensors`` +
+``model.json`` and plots. Nothing in it is ever unpickled: loading a model shared by a stranger
+reads tensors and JSON only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+from torch import nn
+
+from rnnlab.errors import RnnlabError
+
+FORMAT_VERSION = 1
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write dict rows (the union of their keys as the header) as CSV, atomically."""
+    header: list[str] = []
+    for row in rows:
+        header += [k for k in row if k not in header]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Read a JSON file; missing or malformed is a one-line error naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RnnlabError(f"{path}: missing; is this a {what}?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RnnlabError(
+            f"{path}: not valid JSON ({err.msg if hasattr(err, 'msg') else err})"
+        ) from None
+
+
+def new_run_dir(task: str, out: Path | None = None) -> Path:
+    """``out`` if given, else ``runs/TASK/YYYYmmdd-HHMMSS`` (a suffix keeps it unique)."""
+    if out is None:
+        base = Path("runs") / task / time.strftime("%Y%m%d-%H%M%S")
+        out, n = base, 1
+        while out.exists():
+            n += 1
+            out = base.with_name(f"{base.name}-{n}")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def save_model(run_dir: Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    """``model.safetensors`` (weights) and ``model.json`` (task, architecture, vocabularies...)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(run_dir / "model.safetensors") as tmp:
+        safetensors.torch.save_file(state, str(tmp), metadata={"format": "rnnlab"})
+    write_json(run_dir / "model.json", {"format_version": FORMAT_VERSION, **meta})
+
+
+def load_model_meta(run_dir: Path) -> dict[str, Any]:
+    """Read and check ``model.json``: a newer format version is refused."""
+    if not run_dir.is_dir():
+        raise RnnlabError(f"{run_dir}: not a directory; expected a run directory")
+    meta = read_json(run_dir / "model.json", "run directory")
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if not isinstance(version, int):
+        raise RnnlabError(f"{run_dir / 'model.json'}: no format_version; not an rnnlab model")
+    if version > FORMAT_VERSION:
+        raise RnnlabError(
+            f"{run_dir / 'model.json'}: format version {version} is newer than this rnnlab "
+            f"reads ({FORMAT_VERSION}); upgrade rnnlab"
+        )
+    return meta
+
+
+def load_weights(run_dir: Path, model: nn.Module) -> None:
+    """Load ``model.safetensors`` into ``model``; a truncated file or other architecture is refused."""
+    path = run_dir / "model.safetensors"
+    try:
+        state = safetensors.torch.load_file(str(path))
+    except FileNotFoundError:
+        raise RnnlabError(f"{path}: missing; expected the model's weights") from None
+    except (safetensors.SafetensorError, OSError, ValueError) as err:
+        raise RnnlabError(f"{path}: unreadable weights ({str(err).splitlines()[0]})") from None
+    expected = model.state_dict()
+    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in state):
+        raise RnnlabError(
+            f"{path}: the weights do not fit this model's architecture "
+            f"(another task or different model settings)"
+        )
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Trainable parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

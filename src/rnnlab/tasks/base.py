@@ -1,0 +1,198 @@
+"""What every task shares: the recipe's steps, and the one function that runs them.
+
+A task is a story in four steps (data -> model -> training -> what it learned). Subclasses fill in
+:meth:`Task.load`, :meth:`Task.build_model`, :meth:`Task.loss` and :meth:`Task.evaluate`;
+:func:`run` wires them to the trainer and writes the run directory.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import Tensor, nn
+
+import rnnlab
+from rnnlab import plots
+from rnnlab.config import Config, ModelConfig, TrainConfig, load_config
+from rnnlab.errors import RnnlabError
+from rnnlab.rundir import (
+    load_model_meta,
+    load_weights,
+    new_run_dir,
+    parameter_count,
+    save_model,
+    write_csv,
+    write_json,
+    write_text,
+)
+from rnnlab.train import Batch, Batches, Callback, TensorBatches, Trainer, resolve_device
+
+Split = dict[str, Tensor]
+
+
+class Task:
+    """One lab task. Class attributes name it and its config sections; instances hold its data.
+
+    After :meth:`load`, ``splits`` maps ``"train"``, ``"val"``, ``"test"`` to dicts of tensors with a
+    shared first dimension, and ``meta`` holds everything JSON-able a saved model needs to be
+    rebuilt without the data (sizes, vocabularies, scalers, class names).
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Data: ClassVar[type]
+    Model: ClassVar[type] = ModelConfig
+    Train: ClassVar[type] = TrainConfig
+
+    def __init__(self, cfg: Config, data_dir: Path | None = None) -> None:
+        self.cfg, self.data_dir = cfg, data_dir
+        self.splits: dict[str, Split] = {}
+        self.meta: dict[str, Any] = {}
+        self.device = torch.device("cpu")
+
+    @classmethod
+    def config(cls, path: Path | None = None, overrides: Sequence[str] = ()) -> Config:
+        """The task's configuration: packaged defaults, then ``path``, then ``--set`` overrides."""
+        sections = {"data": cls.Data, "model": cls.Model, "train": cls.Train}
+        return load_config(cls.name, sections, path, overrides)
+
+    # -- the recipe's steps ------------------------------------------------------------------
+    def load(self) -> None:
+        """Read the data into ``splits`` and fill ``meta``."""
+        raise NotImplementedError
+
+    def build_model(self) -> nn.Module:
+        """A fresh model for ``cfg.model`` and ``meta``."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
+        """Training loss of one batch (and the carried state, for stateful sources)."""
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        """Metrics on a split, keys prefixed with the split's name (``val_loss``, ``test_r2``...)."""
+        raise NotImplementedError
+
+    def train_batches(self) -> Batches:
+        """The training data as mini-batches (shuffled each epoch, seeded)."""
+        cfg = self.cfg.train
+        return TensorBatches(self.splits["train"], cfg.batch_size, shuffle=True, seed=cfg.seed)
+
+    def callbacks(self, run_dir: Path) -> tuple[Callback, ...]:
+        """Per-epoch extensions of the training loop (samples, plots...)."""
+        return ()
+
+    def report(self, run_dir: Path, model: nn.Module) -> dict[str, Any]:
+        """Task-specific files (plots, report.json) after training; returns extra metrics."""
+        return {}
+
+    def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
+        """Answer raw user inputs (texts, questions): one dict of columns per input."""
+        raise RnnlabError(f"task {self.name!r} does not answer text inputs; try `rnnlab eval`")
+
+    # -- shared helpers ------------------------------------------------------------------------
+    def to(self, device: torch.device) -> None:
+        """Move every split to ``device`` once, so no batch is copied from the host in the loop."""
+        self.device = device
+        self.splits = {
+            name: {k: t.to(device) for k, t in split.items()} for name, split in self.splits.items()
+        }
+
+    def outputs(self, model: nn.Module, split: str, fn=None) -> Tensor:
+        """Run ``fn(model, batch)`` (default: ``model(**inputs)``) over a split in eval batches."""
+        fn = fn or (lambda m, b: m(b["x"], b.get("lengths")))
+        batches = TensorBatches(
+            self.splits[split], self.cfg.train.eval_batch_size, shuffle=False
+        ).epoch()
+        with torch.inference_mode():
+            return torch.cat([fn(model, batch) for batch in batches])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch: the same seed gives the same run on the CPU."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run(
+    task_cls: type[Task],
+    cfg: Config,
+    out: Path | None = None,
+    device: str = "auto",
+    quiet: bool = False,
+    data_dir: Path | None = None,
+    extra_callbacks: tuple[Callback, ...] = (),
+    console: Console | None = None,
+) -> Path:
+    """Train ``task_cls`` with ``cfg`` and write its run directory; returns the directory."""
+    console = console or Console(stderr=True, quiet=quiet)
+    target = resolve_device(device)
+    if cfg.train.threads is not None:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed)
+    task = task_cls(cfg, data_dir)
+    task.load()
+    task.to(target)
+    seed_everything(cfg.train.seed)  # the model's initial weights do not depend on data loading
+    model = task.build_model()
+    run_dir = new_run_dir(cfg.task, out)
+    write_text(run_dir / "config.toml", cfg.to_toml())
+    console.print(
+        f"[bold]{cfg.task}[/]: {parameter_count(model):,} parameters on {target}, "
+        f"{task.splits['train'][next(iter(task.splits['train']))].shape[0]:,} training examples "
+        f"-> {run_dir}"
+    )
+    trainer = Trainer(
+        model,
+        cfg.train,
+        task.loss,
+        lambda m: task.evaluate(m, "val"),
+        target,
+        callbacks=task.callbacks(run_dir) + extra_callbacks,
+        quiet=quiet,
+        console=console,
+    )
+    result = trainer.fit(task.train_batches())
+    write_csv(run_dir / "history.csv", result.history)
+    model.eval()
+    started = time.perf_counter()
+    metrics = task.evaluate(model, "test")
+    metrics.update(task.report(run_dir, model))
+    metrics.update(
+        train_seconds=round(result.train_seconds, 3),
+        eval_seconds=round(time.perf_counter() - started, 3),
+        epochs=len(result.history),
+        best_epoch=result.best_epoch,
+        parameters=parameter_count(model),
+        device=str(target),
+        rnnlab_version=rnnlab.__version__,
+    )
+    save_model(run_dir, model, {"task": cfg.task, **task.meta})
+    write_json(run_dir / "metrics.json", metrics)
+    plots.learning_curves(result.history, run_dir / "learning_curves.png", title=cfg.task)
+    return run_dir
+
+
+def restore(task_cls: type[Task], run_dir: Path, device: str = "auto") -> tuple[Task, nn.Module]:
+    """Rebuild a trained task's model from its run directory (no data needed)."""
+    meta = load_model_meta(run_dir)
+    if meta.get("task") != task_cls.name:
+        raise RnnlabError(
+            f"{run_dir}: holds a model for task {meta.get('task')!r}, not {task_cls.name!r}"
+        )
+    cfg = task_cls.config(run_dir / "config.toml")
+    task = task_cls(cfg)
+    task.meta = {k: v for k, v in meta.items() if k not in ("format_version", "task")}
+    target = resolve_device(device)
+    task.device = target
+    model = task.build_model()
+    load_weights(run_dir, model)
+    return task, model.to(target).eval()

@@ -1,0 +1,119 @@
+"""Lab task 2: which kind of device drew this day of electricity? (7 classes, many-to-one).
+
+Data: the UCR ElectricDevices series, 96 readings a day (or any UCR ``_TRAIN``/``_TEST`` pair).
+Model: a stack of LSTMs over the readings; a linear layer maps the last state to class logits.
+What it learned: accuracy and macro-F1 on the test days, a confusion matrix, per-class scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnlab import data, plots
+from rnnlab.config import TrainConfig
+from rnnlab.errors import RnnlabError
+from rnnlab.metrics import classification, majority_baseline
+from rnnlab.models import ManyToOne
+from rnnlab.rundir import write_json
+from rnnlab.tasks.base import Task
+from rnnlab.train import Batch
+
+
+@dataclass
+class UCRData:
+    """A UCR pair (default: ElectricDevices from the registry) and the validation hold-out."""
+
+    train: str | None = None
+    test: str | None = None
+    znorm: bool = False
+    val_fraction: float = 0.1
+
+    def check(self) -> None:
+        if (self.train is None) != (self.test is None):
+            raise RnnlabError(
+                "config keys data.train and data.test go together: give both or neither"
+            )
+        if not 0.0 < self.val_fraction < 1.0:
+            raise RnnlabError(
+                f"config key data.val_fraction must be in (0, 1), got {self.val_fraction}"
+            )
+
+
+@dataclass
+class ClassifierTrain(TrainConfig):
+    monitor: str = "val_accuracy"
+
+
+def stratified_holdout(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Indices (keep, held_out): ``fraction`` of every class held out, chosen with ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    held = []
+    for c in labels.unique():
+        members = (labels == c).nonzero().squeeze(1)
+        members = members[torch.randperm(len(members), generator=g)]
+        held.append(members[: round(len(members) * fraction)])
+    held_out = torch.cat(held).sort().values
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[held_out] = False
+    return keep.nonzero().squeeze(1), held_out
+
+
+class Classifier(Task):
+    """Shared by the classification tasks: cross-entropy, accuracy, macro-F1, confusion matrix."""
+
+    def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
+        return F.cross_entropy(model(batch["x"], batch.get("lengths")), batch["y"]), None
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        logits = self.outputs(model, split)
+        y = self.splits[split]["y"]
+        scores, _ = classification(y, logits.argmax(-1), self.meta["classes"])
+        scores["loss"] = float(F.cross_entropy(logits.float(), y))
+        return {f"{split}_{k}": v for k, v in scores.items()}
+
+    def report(self, run_dir: Path, model: nn.Module) -> dict[str, Any]:
+        y = self.splits["test"]["y"]
+        _, report = classification(y, self.outputs(model, "test").argmax(-1), self.meta["classes"])
+        write_json(run_dir / "report.json", report)
+        plots.confusion(
+            report["confusion_matrix"], self.meta["classes"], run_dir / "confusion.png", self.name
+        )
+        return {"majority_accuracy": majority_baseline(self.splits["train"]["y"].cpu(), y.cpu())}
+
+
+class ElectricDevices(Classifier):
+    name = "electric-devices"
+    summary = "ElectricDevices day classification (UCR, 7 classes, many-to-one)"
+    Data = UCRData
+    Train = ClassifierTrain
+
+    def load(self) -> None:
+        d = self.cfg.data
+        if d.train:
+            train_path, test_path = d.train, d.test
+        else:
+            files = data.fetch("electric-devices", self.data_dir)
+            train_path, test_path = (
+                files["ElectricDevices_TRAIN.tsv"],
+                files["ElectricDevices_TEST.tsv"],
+            )
+        ucr = data.load_ucr(train_path, test_path, znorm=d.znorm)
+        x, y = torch.from_numpy(ucr.x_train), torch.from_numpy(ucr.y_train)
+        keep, held = stratified_holdout(y, d.val_fraction, self.cfg.train.seed)
+        self.splits = {
+            "train": {"x": x[keep], "y": y[keep]},
+            "val": {"x": x[held], "y": y[held]},
+            "test": {"x": torch.from_numpy(ucr.x_test), "y": torch.from_numpy(ucr.y_test)},
+        }
+        self.meta = {"features": x.shape[-1], "classes": [str(c) for c in ucr.classes]}
+
+    def build_model(self) -> nn.Module:
+        return ManyToOne(
+            self.meta["features"], len(self.meta["classes"]), self.cfg.model.recurrent_kwargs()
+        )

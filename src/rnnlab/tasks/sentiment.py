@@ -1,0 +1,99 @@
+"""Lab task 3: is this airline tweet negative, neutral or positive? (many-to-one over words).
+
+Data: the lab's cleaned tweets as word ids of the ``num_words`` most frequent training words.
+Model: a word embedding, an LSTM over each tweet's true length (packed, not the lab's left padding),
+a linear layer from the last state to the three classes.
+What it learned: accuracy and macro-F1 on held-out tweets, a confusion matrix; ``rnnlab predict``
+labels new text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from rnnlab import data
+from rnnlab.config import ModelConfig
+from rnnlab.data.tweets import Vocabulary
+from rnnlab.errors import RnnlabError
+from rnnlab.models import ManyToOne
+from rnnlab.tasks.electric_devices import Classifier, ClassifierTrain
+
+
+@dataclass
+class TweetsData:
+    """A CSV of texts and labels (default: the lab's airline tweets) and how to number words."""
+
+    path: str | None = None
+    text_column: str = "text"
+    label_column: str = "twsentiment"
+    num_words: int = 5000
+    split: Literal["stratified", "ordered"] = "stratified"
+    oov: Literal["drop", "unk"] = "drop"
+
+    def check(self) -> None:
+        if self.num_words < 1:
+            raise RnnlabError(f"config key data.num_words must be >= 1, got {self.num_words}")
+
+
+@dataclass
+class TextModel(ModelConfig):
+    embedding: int = 40
+    head_dropout: float = 0.0
+
+
+class Sentiment(Classifier):
+    name = "sentiment"
+    summary = "airline-tweet sentiment (word embedding + LSTM, 3 classes, many-to-one)"
+    Data = TweetsData
+    Model = TextModel
+    Train = ClassifierTrain
+
+    def load(self) -> None:
+        d = self.cfg.data
+        path = d.path or data.fetch("airlines", self.data_dir)["Airlines.csv"]
+        tweets = data.load_tweets(
+            path, d.num_words, d.split, self.cfg.train.seed, d.oov, d.text_column, d.label_column
+        )
+        self.splits = {
+            name: {
+                "x": torch.from_numpy(part.tokens),
+                "lengths": torch.from_numpy(part.lengths),
+                "y": torch.from_numpy(part.labels),
+            }
+            for name, part in (("train", tweets.train), ("val", tweets.val), ("test", tweets.test))
+        }
+        self.meta = {"classes": list(tweets.classes), "vocab": tweets.vocab.to_json()}
+
+    def build_model(self) -> nn.Module:
+        m = self.cfg.model
+        vocab = Vocabulary.from_json(self.meta["vocab"])
+        return ManyToOne(
+            m.embedding,
+            len(self.meta["classes"]),
+            m.recurrent_kwargs(),
+            vocab_size=len(vocab),
+            head_dropout=m.head_dropout,
+        )
+
+    def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
+        vocab = Vocabulary.from_json(self.meta["vocab"])
+        rows = []
+        for text in inputs:
+            ids = vocab.encode(text)
+            if not ids:
+                raise RnnlabError(
+                    f"text {text!r} has no word of the model's vocabulary; nothing to classify"
+                )
+            x = torch.tensor([ids], device=self.device)
+            with torch.inference_mode():
+                probs = model(x, torch.tensor([len(ids)])).softmax(-1)[0].tolist()
+            best = max(range(len(probs)), key=probs.__getitem__)
+            rows.append(
+                {"text": text, "label": self.meta["classes"][best]}
+                | dict(zip(self.meta["classes"], probs, strict=True))
+            )
+        return rows

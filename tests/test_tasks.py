@@ -1,0 +1,122 @@
+"""Tasks 1-3 end to end on small slices: run directory, eval, predict, baselines, bad configs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from cli_helpers import assert_one_line_error, rnnlab
+
+RUN_FILES = {"config.toml", "history.csv", "metrics.json", "model.safetensors", "model.json"}
+COMMON_KEYS = {"train_seconds", "epochs", "parameters", "device", "rnnlab_version"}
+
+
+def _run(capsys, shared_data, tmp_path, task, *sets):
+    out = tmp_path / task
+    args = ["run", task, "--quiet", "--device", "cpu", "--out", str(out)]
+    args += ["--data-dir", str(shared_data)]
+    for s in sets:
+        args += ["--set", s]
+    code, _stdout, stderr = rnnlab(capsys, *args)
+    assert code == 0, stderr
+    return out, json.loads((out / "metrics.json").read_text())
+
+
+def _eval(capsys, shared_data, out):
+    code, stdout, stderr = rnnlab(capsys, "eval", str(out), "--data-dir", str(shared_data))
+    assert code == 0, stderr
+    return stdout
+
+
+def _ucr_slice(shared_data: Path, tmp_path: Path, rows: int) -> tuple[str, str]:
+    paths = []
+    for split in ("TRAIN", "TEST"):
+        lines = (shared_data / f"ElectricDevices_{split}.tsv").read_text().splitlines()
+        # Every 7th row: a slice that still holds every class.
+        path = tmp_path / f"ED_{split}.tsv"
+        path.write_text("\n".join(lines[:: max(1, len(lines) // rows)]) + "\n")
+        paths.append(str(path))
+    return paths[0], paths[1]
+
+
+def test_air_quality_run_dir_eval_and_beats_persistence(capsys, shared_data, tmp_path):
+    out, metrics = _run(
+        capsys, shared_data, tmp_path, "air-quality",
+        "data.train_rows=6000", "data.test_rows=2000", "train.epochs=6",
+        "train.batch_size=64", "train.lr=0.005",
+    )  # fmt: skip
+    assert RUN_FILES | {"learning_curves.png", "predictions.png"} <= {p.name for p in out.iterdir()}
+    keys = {"test_mse", "test_r2", "test_mae", "persistence_mse", "persistence_r2"}
+    assert keys | {k + "_raw" for k in keys} | COMMON_KEYS <= metrics.keys()
+    assert metrics["epochs"] == 6
+    assert metrics["test_mse"] < metrics["persistence_mse"]
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and {"train_loss", "val_mse", "seconds"} <= rows[0].keys()
+    shown = _eval(capsys, shared_data, out)
+    assert f"{metrics['test_r2']:.4f}" in shown and f"{metrics['test_mse']:.4f}" in shown
+
+
+def test_electric_devices_writes_report_and_beats_majority(capsys, shared_data, tmp_path):
+    train, test = _ucr_slice(shared_data, tmp_path, 900)
+    out, metrics = _run(
+        capsys, shared_data, tmp_path, "electric-devices",
+        f"data.train='{train}'", f"data.test='{test}'", "model.hidden=32", "model.layers=1",
+        "train.epochs=8", "train.batch_size=32", "train.optimizer='adam'", "train.lr=0.01",
+    )  # fmt: skip
+    assert {"confusion.png", "report.json"} <= {p.name for p in out.iterdir()}
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["confusion_matrix"]) == 7 and len(report["per_class"]) == 7
+    assert {"test_accuracy", "test_macro_f1"} | COMMON_KEYS <= metrics.keys()
+    assert metrics["test_accuracy"] > metrics["majority_accuracy"] + 0.05
+    assert f"{metrics['test_accuracy']:.4f}" in _eval(capsys, shared_data, out)
+
+
+def test_sentiment_predicts_labels_for_new_text(capsys, shared_data, tmp_path):
+    out, metrics = _run(
+        capsys, shared_data, tmp_path, "sentiment",
+        "train.epochs=3", "train.optimizer='adam'", "train.lr=0.005", "model.hidden=32",
+    )  # fmt: skip
+    assert metrics["test_accuracy"] > metrics["majority_accuracy"]
+    assert f"{metrics['test_accuracy']:.4f}" in _eval(capsys, shared_data, out)
+    code, stdout, stderr = rnnlab(
+        capsys, "predict", str(out), "the flight was great, thank you", "lost my bag again"
+    )
+    assert code == 0, stderr
+    assert stdout.count("negative") + stdout.count("positive") + stdout.count("neutral") >= 2
+    model_json = json.loads((out / "model.json").read_text())
+    assert model_json["task"] == "sentiment" and model_json["classes"] == [
+        "negative",
+        "neutral",
+        "positive",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--set", "train.epochz=3"], ["train.epochz", "train.epochs"]),
+        (["--set", "train.epochs=-1"], ["train.epochs", ">= 1"]),
+        (["--set", "model.cell='transformer'"], ["model.cell", "'lstm'"]),
+        (["--set", "train.lr='fast'"], ["train.lr", "number"]),
+        (["--set", "data.path='/no/such/file.csv'"], ["/no/such/file.csv"]),
+        (["--config", "/no/such/config.toml"], ["/no/such/config.toml"]),
+        (["--set", "epochs=3"], ["epochs=3", "SECTION.KEY=VALUE"]),
+    ],
+)
+def test_bad_configs_give_one_line_errors(capsys, tmp_path, args, names):
+    code, _, err = rnnlab(capsys, "run", "air-quality", "--out", str(tmp_path / "r"), *args)
+    assert_one_line_error(code, err, *names)
+    assert not (tmp_path / "r" / "model.safetensors").exists()
+
+
+def test_unknown_task_suggests_the_closest(capsys):
+    code, _, err = rnnlab(capsys, "run", "air-qualty")
+    assert_one_line_error(code, err, "air-qualty", "air-quality")
+
+
+def test_eval_of_a_directory_that_is_not_a_run(capsys, tmp_path):
+    code, _, err = rnnlab(capsys, "eval", str(tmp_path))
+    assert_one_line_error(code, err, "model.json")

@@ -1,0 +1,129 @@
+"""The shared trainer and the config layer on tiny synthetic problems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rnnlab.config import ModelConfig, TrainConfig, load_config, parse_override
+from rnnlab.errors import RnnlabError
+from rnnlab.models import ManyToOne
+from rnnlab.train import TensorBatches, Trainer, lower_is_better
+
+
+def _problem(n=256, steps=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, steps, 1, generator=g)
+    return {"x": x, "y": x.sum(dim=(1, 2))}  # many-to-one: the sum of the sequence
+
+
+def _fit(**train):
+    torch.manual_seed(0)
+    cfg = TrainConfig(**({"epochs": 8, "batch_size": 32, "lr": 0.02, "monitor": "val_mse"} | train))
+    model = ManyToOne(1, 1, {"hidden_size": 16, "cell": "gru", "gru_variant": "cudnn"})
+    data, val = _problem(), _problem(64, seed=1)
+
+    def loss(m, batch, state):
+        return F.mse_loss(m(batch["x"]).squeeze(-1), batch["y"]), None
+
+    @torch.no_grad()
+    def evaluate(m):
+        return {"val_mse": float(F.mse_loss(m(val["x"]).squeeze(-1), val["y"]))}
+
+    trainer = Trainer(model, cfg, loss, evaluate, torch.device("cpu"), quiet=True)
+    return trainer.fit(TensorBatches(data, cfg.batch_size, seed=cfg.seed)), model, evaluate
+
+
+def test_trainer_learns_and_restores_the_best_epoch():
+    result, model, evaluate = _fit()
+    first, best = result.history[0]["val_mse"], min(r["val_mse"] for r in result.history)
+    assert best < first / 4
+    assert result.best_value == best
+    assert evaluate(model)["val_mse"] == pytest.approx(best)  # best weights restored
+
+
+def test_same_seed_same_history_on_cpu():
+    a, _, _ = _fit()
+    b, _, _ = _fit()
+    assert [r["val_mse"] for r in a.history] == [r["val_mse"] for r in b.history]
+
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        {"optimizer": "sgd", "momentum": 0.9},
+        {"optimizer": "rmsprop"},
+        {"schedule": "cosine", "clip_norm": 1.0},
+        {"schedule": "onecycle", "clip_value": 0.5},
+    ],
+)
+def test_every_optimizer_and_schedule_trains(train):
+    result, _, _ = _fit(**train)
+    assert result.history[-1]["val_mse"] < result.history[0]["val_mse"]
+
+
+def test_early_stopping_stops_after_patience():
+    result, _, _ = _fit(lr=1e-9, patience=2)  # nothing improves after the first epoch
+    assert result.stopped_early and len(result.history) == 3
+
+
+def test_divergence_is_a_one_line_error_naming_the_epoch():
+    with pytest.raises(RnnlabError, match=r"diverged at epoch 1.*clip_norm"):
+        _fit(lr=1e30, optimizer="sgd")
+
+
+def test_tensor_batches_cover_every_example_once_per_epoch():
+    batches = TensorBatches({"i": torch.arange(10)}, 3, seed=4)
+    seen = torch.cat([b["i"] for b in batches.epoch(0)])
+    assert sorted(seen.tolist()) == list(range(10)) and len(batches) == 4
+    assert seen.tolist() != torch.cat([b["i"] for b in batches.epoch(1)]).tolist()
+
+
+def test_lower_is_better():
+    assert lower_is_better("val_loss") and lower_is_better("val_bpc")
+    assert not lower_is_better("val_accuracy") and not lower_is_better("val_r2")
+
+
+@dataclass
+class _Data:
+    size: int = 3
+
+
+SECTIONS = {"data": _Data, "model": ModelConfig, "train": TrainConfig}
+
+
+def test_overrides_are_typed_and_ints_widen_to_floats(tmp_path, monkeypatch):
+    monkeypatch.setattr("rnnlab.config.CONFIG_DIR", tmp_path)
+    (tmp_path / "toy.toml").write_text('task = "toy"\n[train]\nepochs = 2\n')
+    cfg = load_config("toy", SECTIONS, overrides=["train.lr=1", "model.cell=gru", "data.size=5"])
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.model.cell == "gru" and cfg.data.size == 5 and cfg.train.epochs == 2
+    assert 'cell = "gru"' in cfg.to_toml()
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("train.epochs=2.5", "train.epochs"),
+        ("model.bidirectional=1", "model.bidirectional"),
+        ("model.hidden=0", "model.hidden"),
+        ("model.dropout=1.0", "model.dropout"),
+        ("train.batch_size=true", "train.batch_size"),
+        ("model.forget_bias=1.0", "model.forget_bias"),
+        ("data.sise=4", "did you mean data.size"),
+    ],
+)
+def test_bad_overrides_name_the_key(tmp_path, monkeypatch, override, match):
+    monkeypatch.setattr("rnnlab.config.CONFIG_DIR", tmp_path)
+    (tmp_path / "toy.toml").write_text('task = "toy"\n[model]\ncell = "gru"\n')
+    with pytest.raises(RnnlabError, match=match):
+        load_config("toy", SECTIONS, overrides=[override])
+
+
+def test_parse_override_reads_toml_values_and_falls_back_to_strings():
+    assert parse_override("train.lr=3e-4") == ("train", "lr", 3e-4)
+    assert parse_override("data.path=/tmp/x.csv") == ("data", "path", "/tmp/x.csv")
+    assert parse_override("data.columns=[0, 2]") == ("data", "columns", [0, 2])
