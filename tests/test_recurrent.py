@@ -199,3 +199,13 @@ def test_bad_forward_inputs_raise_value_error(lengths, state, match):
 def test_wrong_feature_size_is_reported():
     with pytest.raises(ValueError, match=r"x must be shaped"):
         Recurrent(2, 3)(torch.zeros(2, 5, 3))
+
+
+def test_keras_init_is_glorot_orthogonal_with_unit_forget_bias():
+    layer = Recurrent(3, 4, cell="lstm", layers=2, init="keras")
+    w_hh = layer.rnn.weight_hh_l1
+    torch.testing.assert_close(w_hh.T @ w_hh, torch.eye(4), atol=1e-6, rtol=0)
+    limit = (6 / (3 + 16)) ** 0.5
+    assert layer.rnn.weight_ih_l0.abs().max() <= limit
+    b = layer.rnn.bias_ih_l0 + layer.rnn.bias_hh_l0
+    assert torch.all(b[4:8] == 1.0) and torch.all(b[:4] == 0) and torch.all(b[8:] == 0)

@@ -77,19 +77,42 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
     data_dir: Path | None = DataDir,
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard events."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue the run in this directory from its last checkpoint."
+    ),
 ) -> None:
-    """Train a task and write its run directory (config, history, metrics, model, plots)."""
+    """Train a task and write its run directory (config, history, metrics, model, plots).
+
+    Ctrl-C (or SIGTERM) saves a checkpoint; `--resume RUN_DIR` continues from it.
+    """
+    from rnnlab import checkpoint
     from rnnlab import tasks as registry
     from rnnlab.train import tensorboard as tensorboard_callback
 
     task_cls = registry.get_task(task)
+    if resume is not None:
+        if config is not None or set_:
+            raise RnnlabError(
+                "--resume continues a run with its own config.toml; drop --config/--set"
+            )
+        if not checkpoint.exists(resume / "last"):
+            raise RnnlabError(f"--resume {resume}: no checkpoint in {resume / 'last'}")
+        config, out_dir = resume / "config.toml", resume
     cfg = task_cls.config(config, set_)
     extra = ()
     if tensorboard:
         target = out_dir or Path("runs") / task
         extra = (tensorboard_callback(str(target / "tensorboard")),)
     run_dir = registry.run(
-        task_cls, cfg, out_dir, device, quiet, data_dir, extra, Console(stderr=True, quiet=quiet)
+        task_cls,
+        cfg,
+        out_dir,
+        device,
+        quiet,
+        data_dir,
+        extra,
+        Console(stderr=True, quiet=quiet),
+        resume=resume is not None,
     )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if not quiet:
@@ -129,6 +152,40 @@ def predict(
     out.print(table)
 
 
+@app.command()
+def generate(
+    run_dir: Path = typer.Argument(..., help="A text-generation run directory."),
+    prime: str | None = typer.Option(
+        None, "--prime", help="Text to continue (default: random characters, as the lab)."
+    ),
+    temperature: list[float] = typer.Option(
+        [0.5], "--temperature", help="Sampling temperature, repeatable; 0 is greedy."
+    ),
+    length: int = typer.Option(1000, "--length", help="At most this many new characters."),
+    lines: int | None = typer.Option(None, "--lines", help="Stop after this many lines."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k likeliest only."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the random prime and every draw."),
+    device: str = Device,
+) -> None:
+    """Write text with a trained character model, one text per temperature."""
+    from rnnlab.tasks import restore, task_of
+    from rnnlab.tasks.text_generation import TextGeneration
+
+    task_cls = task_of(run_dir)
+    if task_cls is not TextGeneration:
+        raise RnnlabError(
+            f"{run_dir}: holds a {task_cls.name!r} model; generate needs a text-generation run"
+        )
+    task, model = restore(task_cls, run_dir, device)
+    samples = task.samples(
+        model, prime, temperatures=temperature, length=length, lines=lines, top_k=top_k, seed=seed
+    )
+    for sample in samples:
+        err.print(f"[bold]--- temperature {sample.temperature:g}[/]")
+        # A prime of the user's reads on into its continuation; a random one is noise, as the lab.
+        typer.echo((sample.prime if prime is not None else "") + sample.text)
+
+
 app.add_typer(data_app, name="data")
 
 
@@ -138,4 +195,4 @@ def main() -> None:
         app()
     except RnnlabError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(error, "exit_code", 2))

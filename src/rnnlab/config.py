@@ -52,6 +52,7 @@ class ModelConfig:
     gru_variant: Literal["lecture", "cudnn"] = "cudnn"
     engine: Literal["auto", "fused", "reference"] = "auto"
     forget_bias: float | None = None
+    init: Literal["torch", "keras"] = "torch"
 
     def check(self) -> None:
         """Value checks the types cannot express."""
@@ -84,6 +85,7 @@ class ModelConfig:
             "gru_variant": self.gru_variant,
             "engine": self.engine,
             "forget_bias": self.forget_bias,
+            "init": self.init,
         }
 
 
@@ -105,6 +107,8 @@ class TrainConfig:
     monitor: str = "val_loss"
     eval_batch_size: int = 4096
     threads: int | None = None
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    checkpoint_every: int | None = None
 
     def check(self) -> None:
         """Value checks the types cannot express."""
@@ -124,6 +128,8 @@ class TrainConfig:
             _at_least("train.patience", self.patience, 1)
         if self.threads is not None:
             _at_least("train.threads", self.threads, 1)
+        if self.checkpoint_every is not None:
+            _at_least("train.checkpoint_every", self.checkpoint_every, 1)
 
 
 @dataclass

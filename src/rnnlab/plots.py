@@ -73,3 +73,21 @@ def predictions(
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     _save(fig, path)
+
+
+def attention(
+    examples: list[tuple[np.ndarray, list[str], list[str]]], path: Path, title: str = ""
+) -> None:
+    """Attention weights of a few examples, one heatmap each: (weights (T, S), source, output)."""
+    fig, axes = plt.subplots(
+        1, len(examples), figsize=(3.2 * len(examples) + 1, 3.4), squeeze=False
+    )
+    for ax, (weights, source, output) in zip(axes[0], examples, strict=True):
+        image = ax.imshow(weights, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        show = [t.replace(" ", "␣") for t in source]
+        ax.set_xticks(range(len(source)), show, fontsize=8, rotation=90 if len(source) > 12 else 0)
+        ax.set_yticks(range(len(output)), [t.replace(" ", "␣") for t in output], fontsize=8)
+        ax.set(xlabel="source (as the encoder reads it)", ylabel="output")
+    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, label="attention weight")
+    fig.suptitle(title)
+    _save(fig, path)

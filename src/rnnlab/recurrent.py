@@ -67,6 +67,9 @@ class Recurrent(nn.Module):
             function: everything but the lecture GRU and recurrent dropout).
         forget_bias: if given, the LSTM forget-gate bias starts at this value (Jozefowicz et al.
             2015 recommend 1.0), the other biases as usual.
+        init: ``"torch"`` (every weight uniform in ±1/sqrt(H)) or ``"keras"`` (the lab's: Glorot
+            uniform input weights, orthogonal recurrent weights, zero biases and, for the LSTM, a
+            forget-gate bias of 1).
     """
 
     def __init__(
@@ -82,11 +85,13 @@ class Recurrent(nn.Module):
         gru_variant: Literal["lecture", "cudnn"] = "lecture",
         engine: Engine = "auto",
         forget_bias: float | None = None,
+        init: Literal["torch", "keras"] = "torch",
     ) -> None:
         super().__init__()
         _choice("cell", cell, CELLS)
         _choice("nonlinearity", nonlinearity, ("tanh", "relu"))
         _choice("gru_variant", gru_variant, ("lecture", "cudnn"))
+        _choice("init", init, ("torch", "keras"))
         for name, value in (
             ("input_size", input_size),
             ("hidden_size", hidden_size),
@@ -120,11 +125,19 @@ class Recurrent(nn.Module):
             dropout=dropout if layers > 1 else 0.0,
             **extra,
         )
-        if forget_bias is not None:
-            with torch.no_grad():
-                for layer in range(layers):
-                    for d in range(self.directions):
-                        _, _, b_ih, b_hh = self._weights(layer, d)
+        if init == "keras" and forget_bias is None and cell == "lstm":
+            forget_bias = 1.0  # Keras's unit_forget_bias
+        with torch.no_grad():
+            for layer in range(layers):
+                for d in range(self.directions):
+                    w_ih, w_hh, b_ih, b_hh = self._weights(layer, d)
+                    if init == "keras":
+                        # Keras's matrices are the transposes of these; both inits are symmetric in that.
+                        nn.init.xavier_uniform_(w_ih)
+                        nn.init.orthogonal_(w_hh)
+                        b_ih.zero_()
+                        b_hh.zero_()
+                    if forget_bias is not None:  # gate order (i, f, g, o): f is the second block
                         b_ih[hidden_size : 2 * hidden_size] = forget_bias
                         b_hh[hidden_size : 2 * hidden_size] = 0.0
 

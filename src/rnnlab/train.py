@@ -7,11 +7,16 @@ truncated BPTT, validation, best-checkpoint selection, early stopping, progress 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import itertools
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -19,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
 
+from rnnlab import checkpoint
 from rnnlab.config import TrainConfig
 from rnnlab.errors import RnnlabError
 
@@ -33,6 +39,18 @@ _LOWER_IS_BETTER = ("loss", "mse", "mae", "bpc", "perplexity")
 def lower_is_better(metric: str) -> bool:
     """Whether a smaller value of ``metric`` is an improvement (losses, errors, bits per char)."""
     return metric.endswith(_LOWER_IS_BETTER)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed precision for the forward pass: matmuls in bf16/fp16, the rest (and losses) in fp32.
+
+    On CPUs with AVX-512-BF16 and on GPUs, bf16 roughly doubles the matmul rate; tasks compute
+    their losses on ``.float()`` outputs so the reduction stays in fp32.
+    """
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -150,6 +168,12 @@ class FitResult:
     stopped_early: bool
 
 
+class Interrupted(RnnlabError):
+    """Training stopped by SIGINT/SIGTERM after saving a resumable checkpoint."""
+
+    exit_code = 130
+
+
 Callback = Callable[["Trainer", int, dict[str, float]], None]
 
 
@@ -165,6 +189,9 @@ class Trainer:
         device: where the model and the data live.
         callbacks: ``(trainer, epoch, row)`` after every epoch; the one way to extend the loop.
         quiet: no progress display.
+        checkpoint_dir: if given, a resumable checkpoint is kept there (every epoch, every
+            ``cfg.checkpoint_every`` steps, and on SIGINT/SIGTERM).
+        resume_hint: the command that resumes this run, for messages.
     """
 
     def __init__(
@@ -177,11 +204,18 @@ class Trainer:
         callbacks: tuple[Callback, ...] = (),
         quiet: bool = False,
         console: Console | None = None,
+        checkpoint_dir: Path | None = None,
+        resume_hint: str = "",
     ) -> None:
         self.model, self.cfg, self.loss_fn, self.evaluate = model.to(device), cfg, loss_fn, evaluate
         self.device, self.callbacks, self.quiet = device, callbacks, quiet
         self.console = console or Console(stderr=True)
+        self.checkpoint_dir, self.resume_hint = checkpoint_dir, resume_hint
         self.optimizer = build_optimizer(model.parameters(), cfg)
+        # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and does not.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+        self.schedule = None
+        self._signal: str | None = None
 
     def _clip(self) -> None:
         if self.cfg.clip_value is not None:
@@ -189,40 +223,100 @@ class Trainer:
         if self.cfg.clip_norm is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
 
-    def _train_epoch(self, batches: Batches, epoch: int, on_batch: Callable[[int], None]) -> float:
-        self.model.train()
-        total = torch.zeros((), device=self.device)  # summed on device: no sync per batch
-        seen, state = 0, None
-        for batch in batches.epoch(epoch):
-            loss, state = self.loss_fn(self.model, batch, state)
-            state = detach_state(state) if batches.stateful else None
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self._clip()
-            self.optimizer.step()
-            if self.schedule is not None:
-                self.schedule.step()
-            n = batch_size_of(batch)
-            total += loss.detach() * n
-            seen += n
-            on_batch(n)
-        mean = float(total) / max(seen, 1)
-        if not math.isfinite(mean):
-            raise RnnlabError(
-                f"training diverged at epoch {epoch + 1}: the mean training loss is {mean}; "
-                "try train.clip_norm (e.g. 1.0) or a lower train.lr"
-            )
-        return mean
+    def _step(self, batch: Batch, carry: Any, stateful: bool) -> tuple[Tensor, Any]:
+        with autocast(self.device, self.cfg.precision):
+            loss, carry = self.loss_fn(self.model, batch, carry)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+        self._clip()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.schedule is not None:
+            self.schedule.step()
+        return loss.detach(), detach_state(carry) if stateful else None
 
-    def fit(self, train: Batches) -> FitResult:
-        """Train for ``cfg.epochs`` epochs (or until early stopping); restore the best weights."""
+    def _diverged(self, epoch: int, step: int, value: float) -> RnnlabError:
+        kept = (
+            f"; the last good checkpoint is in {self.checkpoint_dir}" if self.checkpoint_dir else ""
+        )
+        return RnnlabError(
+            f"training diverged at epoch {epoch + 1}, step {step}: the loss is {value}{kept}; "
+            "try train.clip_norm (e.g. 1.0) or a lower train.lr"
+        )
+
+    def _save(self, progress: dict[str, Any], best: dict[str, Tensor] | None, carry: Any) -> None:
+        if self.checkpoint_dir is not None:
+            checkpoint.save(
+                self.checkpoint_dir,
+                model=self.model,
+                optimizer=self.optimizer,
+                schedule=self.schedule,
+                scaler=self.scaler,
+                progress=progress,
+                best=best,
+                carry=carry,
+            )
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signal = signal.Signals(signum).name
+
+    def fit(self, train: Batches, resume: bool = False) -> FitResult:
+        """Train for ``cfg.epochs`` epochs (or until early stopping); restore the best weights.
+
+        With ``resume``, continue from the checkpoint in ``checkpoint_dir``: on the CPU the result
+        is identical to a run that was never interrupted.
+        """
         train = train.to(self.device)
         self.schedule = build_schedule(self.optimizer, self.cfg, self.cfg.epochs * len(train))
         monitor, minimize = self.cfg.monitor, lower_is_better(self.cfg.monitor)
-        best_value, best_epoch, best_state = math.inf if minimize else -math.inf, 0, None
-        history: list[dict[str, float]] = []
-        waited, stopped_early, train_seconds = 0, False, 0.0
+        p: dict[str, Any] = {
+            "epoch": 0,
+            "step": 0,
+            "history": [],
+            "best_value": math.inf if minimize else -math.inf,
+            "best_epoch": 0,
+            "waited": 0,
+            "train_seconds": 0.0,
+            "epoch_loss": 0.0,
+            "epoch_seen": 0,
+            "epoch_seconds": 0.0,
+        }
+        best, carry = None, None
+        if resume:
+            if self.checkpoint_dir is None:
+                raise ValueError("resume needs a checkpoint_dir")
+            p, best, carry = checkpoint.load(
+                self.checkpoint_dir,
+                model=self.model,
+                optimizer=self.optimizer,
+                schedule=self.schedule,
+                scaler=self.scaler,
+                device=self.device,
+            )
+        handlers = {}
+        if (
+            self.checkpoint_dir is not None
+            and threading.current_thread() is threading.main_thread()
+        ):
+            handlers = {
+                s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
+            }
+        try:
+            return self._loop(train, p, best, carry, monitor, minimize)
+        finally:
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
 
+    def _loop(
+        self,
+        train: Batches,
+        p: dict[str, Any],
+        best: dict[str, Tensor] | None,
+        carry: Any,
+        monitor: str,
+        minimize: bool,
+    ) -> FitResult:
         progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -233,55 +327,90 @@ class Trainer:
             disable=self.quiet,
             transient=True,
         )
+        check_every = self.cfg.checkpoint_every
+        stopped_early = False
         with progress:
             bar = progress.add_task("epoch", total=len(train), info="")
-            for epoch in range(self.cfg.epochs):
+            while p["epoch"] < self.cfg.epochs:
+                epoch = p["epoch"]
                 progress.reset(
                     bar, total=len(train), description=f"epoch {epoch + 1}/{self.cfg.epochs}"
                 )
-                start, seen = time.perf_counter(), 0
-
-                def on_batch(n: int, start: float = start) -> None:
-                    nonlocal seen
-                    seen += n
-                    rate = seen / max(time.perf_counter() - start, 1e-9)
-                    progress.update(bar, advance=1, info=f"{rate:,.0f} samples/s")
-
-                train_loss = self._train_epoch(train, epoch, on_batch)
-                seconds = time.perf_counter() - start
-                train_seconds += seconds
+                progress.update(bar, completed=p["step"])
+                self.model.train()
+                total = torch.tensor(p["epoch_loss"], device=self.device)  # no sync per batch
+                start, seen_here = time.perf_counter(), 0
+                batches = itertools.islice(train.epoch(epoch), p["step"], None)
+                for batch in batches:
+                    loss, carry = self._step(batch, carry, train.stateful)
+                    n = batch_size_of(batch)
+                    p["step"] += 1
+                    # On the CPU a finite check costs nothing; on a GPU it would sync every step,
+                    # so there the epoch's sum is checked at the end instead.
+                    if self.device.type == "cpu" and not torch.isfinite(loss):
+                        raise self._diverged(epoch, p["step"], float(loss))
+                    total += loss * n
+                    p["epoch_seen"] += n
+                    seen_here += n
+                    elapsed = time.perf_counter() - start
+                    progress.update(
+                        bar, advance=1, info=f"{seen_here / max(elapsed, 1e-9):,.0f} samples/s"
+                    )
+                    due = check_every is not None and p["step"] % check_every == 0
+                    if due or self._signal:
+                        p["epoch_loss"] = float(total)
+                        p["epoch_seconds"] += time.perf_counter() - start
+                        start = time.perf_counter()
+                        self._save(p, best, carry)
+                    if self._signal:
+                        raise Interrupted(
+                            f"stopped by {self._signal} at epoch {epoch + 1}, step {p['step']}; "
+                            f"checkpoint saved, resume with: {self.resume_hint}"
+                        )
+                seconds = p["epoch_seconds"] + time.perf_counter() - start
+                mean = float(total) / max(p["epoch_seen"], 1)
+                if not math.isfinite(mean):
+                    raise self._diverged(epoch, p["step"], mean)
                 self.model.eval()
-                with torch.inference_mode():
+                with torch.inference_mode(), autocast(self.device, self.cfg.precision):
                     metrics = self.evaluate(self.model)
                 if monitor not in metrics:
                     raise RnnlabError(
                         f"config key train.monitor={monitor!r} is not a validation metric of this "
                         f"task (one of {', '.join(sorted(metrics))})"
                     )
-                row = {"epoch": epoch + 1, "train_loss": train_loss, **metrics, "seconds": seconds}
-                history.append(row)
+                row = {"epoch": epoch + 1, "train_loss": mean, **metrics, "seconds": seconds}
+                p["history"].append(row)
+                p["train_seconds"] += seconds
                 value = metrics[monitor]
-                improved = value < best_value if minimize else value > best_value
+                improved = value < p["best_value"] if minimize else value > p["best_value"]
                 if improved:
-                    best_value, best_epoch, waited = value, epoch + 1, 0
-                    best_state = copy.deepcopy(self.model.state_dict())
+                    p["best_value"], p["best_epoch"], p["waited"] = value, epoch + 1, 0
+                    best = copy.deepcopy(self.model.state_dict())
                 else:
-                    waited += 1
+                    p["waited"] += 1
+                p.update(epoch=epoch + 1, step=0, epoch_loss=0.0, epoch_seen=0, epoch_seconds=0.0)
+                carry = None  # truncated BPTT starts every epoch from a zero state
                 if not self.quiet:
                     shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                     mark = " *" if improved else ""
                     self.console.print(
-                        f"epoch {epoch + 1:>3}/{self.cfg.epochs}  loss {train_loss:.4f}  "
+                        f"epoch {epoch + 1:>3}/{self.cfg.epochs}  loss {mean:.4f}  "
                         f"{shown}  {seconds:.1f}s{mark}"
                     )
                 for callback in self.callbacks:
                     callback(self, epoch + 1, row)
-                if self.cfg.patience is not None and waited >= self.cfg.patience:
+                if self.cfg.patience is not None and p["waited"] >= self.cfg.patience:
                     stopped_early = True
+                    p["epoch"] = self.cfg.epochs  # a resumed run must not train on
+                self._save(p, best, carry)
+                if stopped_early:
                     break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
-        return FitResult(history, best_epoch, best_value, train_seconds, stopped_early)
+        if best is not None:
+            self.model.load_state_dict(best)
+        return FitResult(
+            p["history"], p["best_epoch"], p["best_value"], p["train_seconds"], stopped_early
+        )
 
 
 def tensorboard(log_dir: str) -> Callback:

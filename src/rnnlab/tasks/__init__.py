@@ -7,12 +7,17 @@ from pathlib import Path
 
 from rnnlab.errors import RnnlabError
 from rnnlab.rundir import load_model_meta
+from rnnlab.tasks.addition import Addition
 from rnnlab.tasks.air_quality import AirQuality
 from rnnlab.tasks.base import Task, restore, run
 from rnnlab.tasks.electric_devices import ElectricDevices
 from rnnlab.tasks.sentiment import Sentiment
+from rnnlab.tasks.seq2seq import Pairs
+from rnnlab.tasks.text_generation import TextGeneration
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (AirQuality, ElectricDevices, Sentiment)}
+TASKS: dict[str, type[Task]] = {
+    t.name: t for t in (AirQuality, ElectricDevices, Sentiment, TextGeneration, Addition, Pairs)
+}
 
 
 def get_task(name: str) -> type[Task]:

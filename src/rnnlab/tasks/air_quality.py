@@ -31,7 +31,7 @@ class AirQualityData:
     """Where the series comes from and how it is cut into windows."""
 
     site: str = "GEltham"
-    columns: list[int] = field(default_factory=lambda: [0])
+    columns: list[int | str] = field(default_factory=lambda: [0])  # CSV: index or header name
     lag: int = 6
     ahead: int = 1
     path: str | None = None
@@ -87,7 +87,7 @@ class AirQuality(Task):
         return ManyToOne(self.meta["features"], 1, self.cfg.model.recurrent_kwargs())
 
     def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
-        return F.mse_loss(model(batch["x"]).squeeze(-1), batch["y"]), None
+        return F.mse_loss(model(batch["x"]).squeeze(-1).float(), batch["y"]), None
 
     def _raw(self, y: Tensor) -> np.ndarray:
         scaler = self.meta["scaler"]

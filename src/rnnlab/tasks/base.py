@@ -112,7 +112,7 @@ class Task:
             self.splits[split], self.cfg.train.eval_batch_size, shuffle=False
         ).epoch()
         with torch.inference_mode():
-            return torch.cat([fn(model, batch) for batch in batches])
+            return torch.cat([fn(model, batch).float() for batch in batches])
 
 
 def seed_everything(seed: int) -> None:
@@ -131,8 +131,12 @@ def run(
     data_dir: Path | None = None,
     extra_callbacks: tuple[Callback, ...] = (),
     console: Console | None = None,
+    resume: bool = False,
 ) -> Path:
-    """Train ``task_cls`` with ``cfg`` and write its run directory; returns the directory."""
+    """Train ``task_cls`` with ``cfg`` and write its run directory; returns the directory.
+
+    With ``resume``, ``out`` is an existing run directory whose ``last/`` checkpoint is continued.
+    """
     console = console or Console(stderr=True, quiet=quiet)
     target = resolve_device(device)
     if cfg.train.threads is not None:
@@ -144,9 +148,11 @@ def run(
     seed_everything(cfg.train.seed)  # the model's initial weights do not depend on data loading
     model = task.build_model()
     run_dir = new_run_dir(cfg.task, out)
-    write_text(run_dir / "config.toml", cfg.to_toml())
+    if not resume:
+        write_text(run_dir / "config.toml", cfg.to_toml())
     console.print(
-        f"[bold]{cfg.task}[/]: {parameter_count(model):,} parameters on {target}, "
+        f"[bold]{cfg.task}[/]: {'resuming, ' if resume else ''}"
+        f"{parameter_count(model):,} parameters on {target}, "
         f"{task.splits['train'][next(iter(task.splits['train']))].shape[0]:,} training examples "
         f"-> {run_dir}"
     )
@@ -159,8 +165,10 @@ def run(
         callbacks=task.callbacks(run_dir) + extra_callbacks,
         quiet=quiet,
         console=console,
+        checkpoint_dir=run_dir / "last",
+        resume_hint=f"rnnlab run {cfg.task} --resume {run_dir}",
     )
-    result = trainer.fit(task.train_batches())
+    result = trainer.fit(task.train_batches(), resume=resume)
     write_csv(run_dir / "history.csv", result.history)
     model.eval()
     started = time.perf_counter()

@@ -68,7 +68,8 @@ class Classifier(Task):
     """Shared by the classification tasks: cross-entropy, accuracy, macro-F1, confusion matrix."""
 
     def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
-        return F.cross_entropy(model(batch["x"], batch.get("lengths")), batch["y"]), None
+        logits = model(batch["x"], batch.get("lengths")).float()  # the loss in fp32 under autocast
+        return F.cross_entropy(logits, batch["y"]), None
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         logits = self.outputs(model, split)

@@ -1,0 +1,189 @@
+"""Time series regression: the lab's London air quality, or any CSV of numeric columns.
+
+A series of R rows and F columns becomes windows of ``lag`` consecutive rows, each labelled with the
+first column's value ``ahead`` rows after the window's last row (the lab's ``lagged_vector``). Train
+windows come from the first ``train_rows`` rows, test windows from the next ``test_rows``, so no window
+spans the split.
+"""
+
+from __future__ import annotations
+
+import difflib
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rnnlab.data.table import read_csv
+from rnnlab.errors import RnnlabError
+
+SITES = ("GEltham", "GWesthorne", "BSladeGreen", "GWoolwich")
+
+
+@dataclass
+class Scaler:
+    """Per-column standardisation, ``(x - mean) / std``, as the lab's sklearn ``StandardScaler``."""
+
+    mean: np.ndarray  # (F,) float64
+    std: np.ndarray  # (F,) float64, population std (ddof=0) as sklearn
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Scaler:
+        std = x.std(axis=0)
+        return cls(
+            mean=x.mean(axis=0), std=np.where(std > 0, std, 1.0)
+        )  # a constant column stays 0
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) / self.std
+
+    def inverse(self, x: np.ndarray, column: int = 0) -> np.ndarray:
+        """Standardised values of one column back in raw units."""
+        return x * self.std[column] + self.mean[column]
+
+
+@dataclass
+class RegressionData:
+    """Standardised windows and targets; the target is ``columns[0]``."""
+
+    x_train: np.ndarray  # (N, lag, F) float32
+    y_train: np.ndarray  # (N,) float32
+    x_test: np.ndarray  # (M, lag, F) float32
+    y_test: np.ndarray  # (M,) float32
+    scaler: Scaler  # fitted on the training rows only
+    columns: tuple[str, ...]  # the F feature names
+
+    def to_raw(self, y: np.ndarray) -> np.ndarray:
+        """Standardised targets (or predictions) in the series' own units, for ``_raw`` metrics."""
+        return self.scaler.inverse(np.asarray(y, dtype=np.float64), column=0)
+
+
+def persistence(x: np.ndarray) -> np.ndarray:
+    """The persistence forecast, each window's last target value: (N, lag, F) -> (N,)."""
+    return x[:, -1, 0]
+
+
+def lag_windows(series: np.ndarray, lag: int, ahead: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windows ``series[i : i+lag]`` (N, lag, F) and targets ``series[i+lag+ahead-1, 0]`` (N,)."""
+    if len(series) < lag + ahead:
+        raise RnnlabError(
+            f"a series of {len(series)} rows is too short for lag={lag}, ahead={ahead}"
+        )
+    views = np.lib.stride_tricks.sliding_window_view(series[: len(series) - ahead], lag, axis=0)
+    return views.transpose(0, 2, 1), series[lag + ahead - 1 :, 0]
+
+
+def _regression(
+    values: np.ndarray,
+    names: tuple[str, ...],
+    train_rows: int,
+    test_rows: int,
+    lag: int,
+    ahead: int,
+    source: Path,
+) -> RegressionData:
+    if lag < 1 or ahead < 1:
+        raise RnnlabError(f"lag={lag}, ahead={ahead}: both must be at least 1")
+    if train_rows + test_rows > len(values):
+        raise RnnlabError(
+            f"{source}: {len(values)} rows, expected at least {train_rows} train + {test_rows} test"
+        )
+    if min(train_rows, test_rows) < lag + ahead:
+        raise RnnlabError(
+            f"{source}: {train_rows} train / {test_rows} test rows, each needs at least "
+            f"lag + ahead = {lag + ahead}"
+        )
+    train, test = values[:train_rows], values[train_rows : train_rows + test_rows]
+    # The lab fits its StandardScaler on all rows, test included, which leaks the test period's
+    # mean and spread into training; fitting on the training rows alone does not.
+    scaler = Scaler.fit(train)
+    x_train, y_train = lag_windows(scaler.transform(train), lag, ahead)
+    x_test, y_test = lag_windows(scaler.transform(test), lag, ahead)
+    f32 = np.float32
+    return RegressionData(
+        x_train.astype(f32),
+        y_train.astype(f32),
+        x_test.astype(f32),
+        y_test.astype(f32),
+        scaler,
+        names,
+    )
+
+
+def load_air_quality(
+    path: str | Path,
+    site: str = "GEltham",
+    columns: Sequence[int] = (0,),
+    lag: int = 6,
+    ahead: int = 1,
+    train_rows: int = 35064,
+    test_rows: int = 8784,
+) -> RegressionData:
+    """The lab's ``LondonAQ.npz``: one site, the given columns (the first is predicted)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RnnlabError(f"{path}: no such file (expected LondonAQ.npz, see `rnnlab data fetch`)")
+    try:
+        with np.load(path) as npz:
+            if site not in npz.files:
+                close = difflib.get_close_matches(site, npz.files, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise RnnlabError(f"{path}: no site '{site}': {hint}sites: {', '.join(npz.files)}")
+            table = npz[site]
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise RnnlabError(f"{path}: not a readable .npz archive ({err})") from None
+    columns = list(columns)
+    bad = [c for c in columns if not 0 <= c < table.shape[1]]
+    if bad or not columns:
+        raise RnnlabError(f"{path}: site {site} has columns 0..{table.shape[1] - 1}, got {columns}")
+    names = tuple(f"{site}[{c}]" for c in columns)
+    return _regression(table[:, columns], names, train_rows, test_rows, lag, ahead, path)
+
+
+def load_csv_series(
+    path: str | Path,
+    columns: Sequence[int | str] = (0,),
+    lag: int = 6,
+    ahead: int = 1,
+    train_rows: int | None = None,
+    test_rows: int | None = None,
+) -> RegressionData:
+    """Any CSV, one time step a row, with or without a header row; ``columns`` by index or header
+    name, the first is predicted. Default split: first 80 % of the rows train, the rest test.
+    Other columns (dates, ids) may hold anything."""
+    path = Path(path)
+    rows = read_csv(path, "a CSV of numeric columns")
+    header = None if all(_is_number(v) for v in rows[0][1]) else rows[0][1]
+    width = len(rows[0][1])
+    if not columns:
+        raise RnnlabError(f"{path}: columns is empty, expected at least the target column")
+    index = []
+    for c in columns:
+        if isinstance(c, str) and header is not None and c in header:
+            index.append(header.index(c))
+        elif isinstance(c, int) and 0 <= c < width:
+            index.append(c)
+        else:
+            known = ", ".join(header) if header else f"0..{width - 1}"
+            raise RnnlabError(f"{path}: no column {c!r}, columns: {known}")
+    first = 1 if header else 0
+    values = np.empty((len(rows) - first, len(index)))
+    for i, (line, r) in enumerate(rows[first:]):
+        for j, c in enumerate(index):
+            if not _is_number(r[c]):
+                raise RnnlabError(f"{path}: line {line}, column {c + 1}: {r[c]!r} is not a number")
+            values[i, j] = float(r[c])
+    n_train = int(0.8 * len(values)) if train_rows is None else train_rows
+    n_test = len(values) - n_train if test_rows is None else test_rows
+    names = tuple(header[c] if header else str(c) for c in index)
+    return _regression(values, names, n_train, n_test, lag, ahead, path)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

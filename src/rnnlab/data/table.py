@@ -1,0 +1,36 @@
+"""CSV reading shared by the series and tweet loaders: rows with their line numbers, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from rnnlab.errors import RnnlabError
+
+
+def read_csv(path: Path, expected: str) -> list[tuple[int, list[str]]]:
+    """The non-blank rows of ``path`` as (line number, fields), every row as wide as the first.
+
+    ``expected`` describes the file for the messages (e.g. "a CSV of numeric columns").
+    """
+    if not path.is_file():
+        raise RnnlabError(f"{path}: no such file (expected {expected})")
+    try:
+        with open(
+            path, newline="", encoding="utf-8-sig"
+        ) as f:  # -sig: drop a BOM before the header
+            reader = csv.reader(f)
+            rows = [(reader.line_num, r) for r in reader if r]
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise RnnlabError(
+            f"{path}: not a readable UTF-8 CSV ({err}), expected {expected}"
+        ) from None
+    if not rows:
+        raise RnnlabError(f"{path}: empty, expected {expected}")
+    first, width = rows[0][0], len(rows[0][1])
+    for line, fields in rows:
+        if len(fields) != width:
+            raise RnnlabError(
+                f"{path}: line {line} has {len(fields)} fields, expected {width} like line {first}"
+            )
+    return rows

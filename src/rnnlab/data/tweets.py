@@ -1,0 +1,177 @@
+"""Text classification from a CSV with a text and a label column (the lab's airline tweets).
+
+Words are cleaned as the lab does (letters only, lower case, ``@mentions`` dropped) and numbered by
+frequency in the TRAINING split only (the lab counts all tweets, test included). Ids: 0 is padding,
+then ``<unk>`` when ``oov="unk"``, then words from the most frequent; ties go alphabetically.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rnnlab.data.table import read_csv
+from rnnlab.errors import RnnlabError
+
+SPLIT = (0.8, 0.1, 0.1)  # train, validation, test: the lab's proportions
+PAD, UNK = "<pad>", "<unk>"
+
+
+def clean(text: str) -> list[str]:
+    """The lab's ``tweet_to_words``: keep letters and @, lower-case, drop words starting with @."""
+    words = re.sub("[^a-zA-Z@]", " ", text).lower().split()
+    return [w for w in words if not w.startswith("@")]
+
+
+@dataclass
+class Vocabulary:
+    """Word ids for an embedding table of ``len(vocab)`` rows; save it beside a model with JSON."""
+
+    words: list[str]  # in id order, after the reserved ids
+    unk: bool = False  # True: unknown words map to the <unk> id; False: they are dropped
+    ids: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.ids = {w: i for i, w in enumerate(self.reserved + self.words)}
+
+    @property
+    def reserved(self) -> list[str]:
+        return [PAD, UNK] if self.unk else [PAD]
+
+    @classmethod
+    def build(cls, documents: Iterable[list[str]], num_words: int, unk: bool = False) -> Vocabulary:
+        """The ``num_words`` most frequent words of cleaned ``documents``."""
+        counts = Counter(w for doc in documents for w in doc)
+        ranked = sorted(counts, key=lambda w: (-counts[w], w))  # ties: alphabetical, not file order
+        return cls(ranked[:num_words], unk)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def encode_words(self, words: Iterable[str]) -> list[int]:
+        if self.unk:
+            return [self.ids.get(w, 1) for w in words]
+        return [self.ids[w] for w in words if w in self.ids]
+
+    def encode(self, text: str) -> list[int]:
+        """Raw text -> ids, cleaned as the training tweets."""
+        return self.encode_words(clean(text))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        words = self.reserved + self.words
+        return " ".join(words[i] for i in ids if i != 0)
+
+    def to_json(self) -> str:
+        return json.dumps({"words": self.words, "unk": self.unk})
+
+    @classmethod
+    def from_json(cls, text: str) -> Vocabulary:
+        data = json.loads(text)
+        return cls(list(data["words"]), bool(data["unk"]))
+
+
+@dataclass
+class TokenSplit:
+    """One split: word ids padded on the right with 0, the true lengths, and class ids."""
+
+    tokens: np.ndarray  # (N, T) int64, T = the longest sequence of this split
+    lengths: np.ndarray  # (N,) int64, >= 1
+    labels: np.ndarray  # (N,) int64 in 0..K-1
+    rows: np.ndarray  # (N,) int64, each text's data row in the file (0 = the row after the header)
+
+    @classmethod
+    def pack(cls, sequences: list[list[int]], labels: np.ndarray, rows: np.ndarray) -> TokenSplit:
+        lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+        tokens = np.zeros((len(sequences), lengths.max(initial=0)), dtype=np.int64)
+        for row, seq in zip(tokens, sequences, strict=True):
+            row[: len(seq)] = seq
+        return cls(tokens, lengths, labels.astype(np.int64), rows.astype(np.int64))
+
+
+@dataclass
+class TextClassificationData:
+    train: TokenSplit
+    val: TokenSplit
+    test: TokenSplit
+    vocab: Vocabulary  # built from the training split only
+    classes: tuple[str, ...]  # label names; class id k is classes[k] (sorted)
+    dropped_empty: int  # texts with no word left after cleaning, dropped before splitting
+    dropped_oov: dict[
+        str, int
+    ]  # per split: texts whose words are all out of vocabulary (oov="drop")
+
+
+def _split(y: np.ndarray, how: str, seed: int) -> list[np.ndarray]:
+    """Row indices of train, validation and test."""
+    if how == "ordered":
+        # The lab's: first 80 % train, then half of the rest each. The file is sorted by airline,
+        # so the test set holds airlines the training set hardly sees.
+        a = int(len(y) * SPLIT[0])
+        b = a + int((len(y) - a) * 0.5)
+        return [np.arange(a), np.arange(a, b), np.arange(b, len(y))]
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for k in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == k))
+        a = round(len(rows) * SPLIT[0])
+        b = a + round(len(rows) * SPLIT[1])
+        for part, chunk in zip(parts, (rows[:a], rows[a:b], rows[b:]), strict=True):
+            part.append(chunk)
+    return [rng.permutation(np.concatenate(p)) for p in parts]
+
+
+def load_tweets(
+    path: str | Path,
+    num_words: int = 5000,
+    split: str = "stratified",
+    seed: int = 0,
+    oov: str = "drop",
+    text_column: str = "text",
+    label_column: str = "twsentiment",
+) -> TextClassificationData:
+    """Any CSV with a header, a text column and a label column, as padded id sequences.
+
+    ``split="stratified"``: 80/10/10 of every class, shuffled with ``seed``; ``"ordered"``: the lab's
+    split of the file order. ``oov``: ``"drop"`` unknown words (the lab) or map them to ``"unk"``.
+    """
+    if split not in ("stratified", "ordered"):
+        raise RnnlabError(f"split={split!r}: expected 'stratified' or 'ordered'")
+    if oov not in ("drop", "unk"):
+        raise RnnlabError(f"oov={oov!r}: expected 'drop' or 'unk'")
+    path = Path(path)
+    rows = read_csv(path, f"a CSV with columns '{text_column}' and '{label_column}'")
+    (_, header), body = rows[0], rows[1:]
+    for name in (text_column, label_column):
+        if name not in header:
+            known = ", ".join(repr(h) for h in header if h)
+            raise RnnlabError(f"{path}: no column '{name}' in the header, columns: {known}")
+    t, c = header.index(text_column), header.index(label_column)
+    for line, fields in body:
+        if not fields[c].strip():
+            raise RnnlabError(f"{path}: line {line}, column '{label_column}': empty label")
+    documents = [clean(fields[t]) for _, fields in body]
+    kept = np.array([i for i, words in enumerate(documents) if words], dtype=np.int64)
+    if kept.size == 0:
+        raise RnnlabError(f"{path}: no text with words in column '{text_column}'")
+    classes = tuple(sorted({fields[c].strip() for _, fields in body}))
+    index = {name: k for k, name in enumerate(classes)}
+    documents = [documents[i] for i in kept]
+    y = np.array([index[body[i][1][c].strip()] for i in kept], dtype=np.int64)
+
+    parts = _split(y, split, seed)
+    vocab = Vocabulary.build((documents[i] for i in parts[0]), num_words, unk=oov == "unk")
+    splits, dropped = [], {}
+    for name, idx in zip(("train", "val", "test"), parts, strict=True):
+        sequences = [vocab.encode_words(documents[i]) for i in idx]
+        keep = np.array([len(s) > 0 for s in sequences], dtype=bool)
+        dropped[name] = int((~keep).sum())
+        splits.append(TokenSplit.pack([s for s in sequences if s], y[idx][keep], kept[idx][keep]))
+    return TextClassificationData(
+        *splits, vocab, classes, dropped_empty=len(body) - len(kept), dropped_oov=dropped
+    )

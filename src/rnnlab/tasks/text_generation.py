@@ -1,0 +1,243 @@
+"""Lab task 4: write poetry one character at a time (a character language model).
+
+Data: a text (default: the lab's ``poetry1``), lower-cased, as character ids; the last 10 % is held
+out. Two ways to train on the first 90 %:
+
+- ``windows`` (the lab): 50-character windows every 3 characters, each predicting only the
+  character after it, every window read from a zero state;
+- ``stream`` (the lecture's truncated BPTT): the text cut into ``batch_size`` contiguous streams,
+  read ``train.bptt`` characters at a time, every next character predicted, the state carried from
+  one chunk to the next (its gradient cut there) and reset each epoch.
+
+Model: one-hot (or embedded) characters, an LSTM, a softmax over the vocabulary.
+What it learned: bits per character on the held-out text, and samples at the lab's temperatures
+every ``train.sample_every`` epochs in ``samples.txt``; ``rnnlab generate`` writes more.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnlab import data
+from rnnlab.config import ModelConfig, TrainConfig
+from rnnlab.data.text import CharVocab, char_streams, char_windows, stream_chunks
+from rnnlab.errors import RnnlabError
+from rnnlab.generate import Sample, generate
+from rnnlab.metrics import bits_per_char
+from rnnlab.models import CharLM
+from rnnlab.rundir import write_text
+from rnnlab.tasks.base import Task
+from rnnlab.train import Batch, Callback, Trainer
+
+
+@dataclass
+class TextData:
+    """Which text (a registry name or a file) and how it is cut into training examples."""
+
+    dataset: str = "poetry1"
+    path: str | None = None
+    lower: bool = True
+    mode: Literal["windows", "stream"] = "windows"
+    maxlen: int = 50
+    step: int = 3
+    val_fraction: float = 0.1
+
+    def check(self) -> None:
+        for key in ("maxlen", "step"):
+            if getattr(self, key) < 1:
+                raise RnnlabError(f"config key data.{key} must be >= 1, got {getattr(self, key)}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise RnnlabError(
+                f"config key data.val_fraction must be in (0, 1), got {self.val_fraction}"
+            )
+
+
+@dataclass
+class CharModel(ModelConfig):
+    """The recurrent stack, the input (0 = one-hot characters, the lab's; else an embedding) and
+    dropout before the softmax."""
+
+    embedding: int = 0
+    head_dropout: float = 0.0
+
+    def check(self) -> None:
+        super().check()
+        if self.embedding < 0:
+            raise RnnlabError(f"config key model.embedding must be >= 0, got {self.embedding}")
+        if not 0.0 <= self.head_dropout < 1.0:
+            raise RnnlabError(
+                f"config key model.head_dropout must be in [0, 1), got {self.head_dropout}"
+            )
+        if self.bidirectional:
+            raise RnnlabError(
+                "config key model.bidirectional must be false: text is generated forwards"
+            )
+
+
+@dataclass
+class TextTrain(TrainConfig):
+    """Training, plus truncated BPTT and the lab's samples every few epochs."""
+
+    monitor: str = "val_bpc"
+    bptt: int = 100
+    sample_every: int = 10
+    sample_temperatures: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.8, 1.0])
+    sample_lines: int = 10
+    sample_length: int = 1000
+
+    def check(self) -> None:
+        super().check()
+        for key in ("bptt", "sample_every", "sample_lines", "sample_length"):
+            if getattr(self, key) < 1:
+                raise RnnlabError(f"config key train.{key} must be >= 1, got {getattr(self, key)}")
+        if min(self.sample_temperatures, default=-1.0) < 0:
+            raise RnnlabError(
+                f"config key train.sample_temperatures must be >= 0, got {self.sample_temperatures}"
+            )
+
+
+class StreamBatches:
+    """Truncated-BPTT chunks of ``batch_size`` contiguous streams, in order (a stateful source).
+
+    Row b of every chunk continues row b of the chunk before, so the trainer carries the state
+    across chunks. Each epoch starts the streams at a different offset (< ``bptt``, seeded), so the
+    gradient is not cut at the same characters every epoch.
+    """
+
+    stateful = True
+
+    def __init__(self, ids: Tensor, batch_size: int, bptt: int, seed: int = 0) -> None:
+        if len(ids) - bptt < batch_size:
+            raise RnnlabError(
+                f"the training text ({len(ids)} characters) is too short for "
+                f"train.batch_size={batch_size} streams; lower train.batch_size"
+            )
+        self.ids, self.batch_size, self.bptt, self.seed = ids, batch_size, bptt, seed
+
+    def __len__(self) -> int:
+        return math.ceil(((len(self.ids) - 1) // self.batch_size) / self.bptt)
+
+    def to(self, device: torch.device) -> StreamBatches:
+        return StreamBatches(self.ids.to(device), self.batch_size, self.bptt, self.seed)
+
+    def epoch(self, epoch: int = 0) -> Iterator[Batch]:
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        offset = int(torch.randint(self.bptt, (1,), generator=generator)) if epoch else 0
+        streams = char_streams(self.ids[offset:], self.batch_size)  # (B, L + 1)
+        for x, y in stream_chunks(streams, self.bptt):
+            yield {"x": x, "y": y}  # (B, <= bptt) each, y = x shifted by one character
+
+
+class TextGeneration(Task):
+    name = "text-generation"
+    summary = "character-level poetry (one-hot + LSTM, windows or truncated BPTT, sampling)"
+    Data = TextData
+    Model = CharModel
+    Train = TextTrain
+
+    def load(self) -> None:
+        d = self.cfg.data
+        path = d.path or data.fetch(d.dataset, self.data_dir)[f"{d.dataset}.txt.gz"]
+        corpus = data.load_corpus(path, lower=d.lower, val_fraction=d.val_fraction)
+        if len(corpus.val) < 2:
+            raise RnnlabError(f"{path}: too short to hold out a validation text")
+        held_out = {"ids": corpus.val}
+        if d.mode == "windows":
+            x, y = char_windows(corpus.train, d.maxlen, d.step)
+            train = {"x": x, "y": y}  # x is a view of the text: windows are copied per batch
+        else:
+            train = {"ids": corpus.train}
+        # The lab has no test text: the test metrics are the held-out text's, at the best epoch.
+        self.splits = {"train": train, "val": held_out, "test": held_out}
+        self.meta = {"vocab": corpus.vocab.to_json(), "lower": d.lower}
+
+    @property
+    def vocab(self) -> CharVocab:
+        return CharVocab.from_json(self.meta["vocab"])
+
+    def build_model(self) -> nn.Module:
+        m = self.cfg.model
+        return CharLM(len(self.vocab), m.recurrent_kwargs(), m.embedding, m.head_dropout)
+
+    def train_batches(self):
+        if self.cfg.data.mode == "windows":
+            return super().train_batches()
+        t = self.cfg.train
+        return StreamBatches(self.splits["train"]["ids"], t.batch_size, t.bptt, t.seed)
+
+    def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
+        if self.cfg.data.mode == "stream":
+            logits, state = model(batch["x"], state)  # (B, T, V)
+            return F.cross_entropy(logits.float().flatten(0, 1), batch["y"].flatten()), state
+        x, bptt = batch["x"], self.cfg.train.bptt
+        if bptt < x.shape[1]:
+            # Backpropagate through the last ``bptt`` steps of each window only: the start is
+            # read without a graph, so its cost is the forward pass alone.
+            with torch.no_grad():
+                _, start = model(x[:, :-bptt])
+            x, state = x[:, -bptt:], start
+        logits, _ = model(x, state, last_only=True)  # (B, V)
+        return F.cross_entropy(logits.float(), batch["y"]), None
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        """Bits per character of the held-out text, read as one stream, whatever the mode.
+
+        The model reads the whole held-out text from a zero state, carrying its state, and
+        predicts every next character (all but the first are scored), so windows and streams
+        are scored on the same characters. For a windows model this is context beyond its 50
+        training characters, which an LSTM carries without being retrained.
+        """
+        ids = self.splits[split]["ids"]
+        logits, _ = model(ids[None, :-1])  # (1, L - 1, V)
+        nll = F.cross_entropy(logits[0].float(), ids[1:]).item()
+        return {f"{split}_loss": nll, f"{split}_bpc": bits_per_char(nll)}
+
+    def report(self, run_dir: Path, model: nn.Module) -> dict[str, Any]:
+        # metrics.json carries the monitored val_bpc too (at the best epoch), beside test_bpc.
+        return self.evaluate(model, "val")
+
+    def samples(self, model: nn.Module, prime: str | None = None, **kwargs: Any) -> list[Sample]:
+        """Continue ``prime`` (random if None) with :func:`rnnlab.generate.generate`.
+
+        A lower-cased model gets a lower-cased prime, so ``"The"`` primes it like ``"the"``.
+        """
+        if prime is not None and self.meta.get("lower", True):
+            prime = prime.lower()
+        return generate(model, self.vocab, prime=prime, prime_length=self.cfg.data.maxlen, **kwargs)
+
+    def callbacks(self, run_dir: Path) -> tuple[Callback, ...]:
+        t = self.cfg.train
+        path = run_dir / "samples.txt"
+
+        def write_samples(trainer: Trainer, epoch: int, row: dict[str, float]) -> None:
+            if epoch % t.sample_every and epoch != t.epochs:
+                return
+            found = self.samples(
+                trainer.model,
+                temperatures=t.sample_temperatures,
+                length=t.sample_length,
+                lines=t.sample_lines,
+                seed=t.seed + epoch,
+            )
+            old = path.read_text(encoding="utf-8") if path.exists() else ""
+            write_text(
+                path, old + format_samples(found, f"epoch {epoch}, val_bpc {row['val_bpc']:.3f}")
+            )
+
+        return (write_samples,)
+
+
+def format_samples(samples: Sequence[Sample], title: str) -> str:
+    """A block of samples as the lab writes them: a rule, the title, then one text per temperature."""
+    parts = ["-" * 50, title, f"prime: {samples[0].prime!r}"]
+    for s in samples:
+        parts += ["", f"--- temperature {s.temperature:g}", s.text]
+    return "\n".join(parts) + "\n\n"
