@@ -86,7 +86,9 @@ def bench(task: str, overrides: list[str], best: bool, device: str, data_dir: Pa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument(
         "--tasks", default=",".join([*TASKS, *VARIANTS]), help="comma-separated task names"
     )
@@ -107,8 +109,10 @@ def main() -> None:
     }
     print(" ".join(f"{k}={v}" for k, v in header.items()), file=sys.stderr)
     rows = []
-    print(f"{'task':<24}{'wall s':>9}{'s/epoch':>9}{'epochs':>7}  {'metric':<16}{'value':>8}"
-          f"{'keras s':>9}{'keras':>8}{'speedup':>9}")
+    print(
+        f"{'task':<24}{'wall s':>9}{'s/epoch':>9}{'epochs':>7}  {'metric':<16}{'value':>8}"
+        f"{'keras s':>9}{'keras':>8}{'speedup':>9}"
+    )
     for task in args.tasks.split(","):
         row = bench(task, args.set, args.best, args.device, args.data_dir)
         rows.append(row)

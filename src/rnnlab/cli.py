@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
 
@@ -190,9 +191,18 @@ app.add_typer(data_app, name="data")
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit status 2."""
+    """Console entry point: user errors (and usage errors) become one line on stderr, exit 2."""
     try:
-        app()
+        app(standalone_mode=False)
     except RnnlabError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(getattr(error, "exit_code", 2))
+    except TyperException as error:  # usage errors: unknown option, missing argument...
+        ctx = getattr(error, "ctx", None)
+        command = ctx.command_path if ctx is not None else "rnnlab"
+        if error.format_message():  # empty: no arguments at all, and the help was just shown
+            print(f"error: {command}: {error.format_message()} (see --help)", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)

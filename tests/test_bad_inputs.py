@@ -1,0 +1,249 @@
+"""Every bad input gets one line on stderr naming the culprit: never a traceback, never a zero exit
+status, never a half-written file. The inputs tried, by where they come in:
+
+CLI
+  1. an unknown task name (the closest is suggested)
+  2. an unknown option
+  3. a missing argument
+  4. an unknown device (--device tpu)
+  5. --device cuda on a machine without CUDA
+Configs
+  6. a --config file that does not exist
+  7. a --config file that is not valid TOML
+  8. a config section that does not exist
+  9. a config file written for another task
+ 10. a --set without SECTION.KEY=VALUE
+ 11. an unknown key (the closest is suggested)
+ 12. a value of the wrong type
+ 13. negative epochs
+ 14. an unknown cell
+ 15. the lecture GRU forced onto the fused engine
+ 16. data.val_fraction outside (0, 1)
+Data files
+ 17. a CSV path that does not exist
+ 18. a CSV row with the wrong number of fields
+ 19. a UCR file with a non-numeric value
+ 20. a UCR file whose labels are not integers
+ 21. an empty text file
+ 22. a truncated gzip text file
+ 23. a tweets CSV without the text column
+ 24. an unknown site in the air-quality archive
+ 25. a data file whose SHA-256 digest is wrong
+Prompts
+ 26. a generation prime with characters the model never saw
+ 27. sentiment text with no known word
+ 28. text input for a task that takes none (air quality)
+Checkpoints
+ 29. eval of a directory that is not a run
+ 30. model.json that is not JSON
+ 31. a truncated model.safetensors
+ 32. model.json from a newer format version
+ 33. a model.json claiming another task (weights of another architecture)
+ 34. --resume of a run without a checkpoint
+ 35. --resume with --set overrides
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from cli_helpers import assert_one_line_error, rnnlab
+
+
+def _leftovers(*roots: Path) -> list[Path]:
+    """Temporary files and half-swapped directories that an atomic write would leave behind."""
+    found = []
+    for root in roots:
+        if root.exists():
+            found += [p for p in root.rglob("*") if p.name.endswith((".tmp", ".new", ".part"))]
+    return found
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shared_data):
+    """Tiny trained runs to corrupt: air quality, sentiment and text generation."""
+    base = tmp_path_factory.mktemp("runs")
+    capsys_free = pytest.MonkeyPatch()
+    specs = {
+        "air-quality": ["data.train_rows=2000", "data.test_rows=300", "model.hidden=4"],
+        "sentiment": ["model.hidden=4", "model.embedding=4", "data.num_words=300"],
+        "text-generation": ["data.mode='stream'", "model.hidden=8", "train.bptt=16"],
+    }
+    from rnnlab import tasks
+
+    made = {}
+    for task, sets in specs.items():
+        cls = tasks.get_task(task)
+        cfg = cls.config(None, [*sets, "train.epochs=1"])
+        made[task] = tasks.run(cls, cfg, base / task, "cpu", True, shared_data)
+    capsys_free.undo()
+    return made
+
+
+def _copy_run(runs: dict, task: str, tmp_path: Path) -> Path:
+    target = tmp_path / f"{task}-copy"
+    shutil.copytree(runs[task], target)
+    return target
+
+
+def _file(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+AQ = ["run", "air-quality", "--device", "cpu", "--quiet"]
+
+
+def _cases(tmp_path: Path, shared_data: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """name -> (argv, words the one error line must contain)."""
+    bad_toml = _file(tmp_path, "bad.toml", "[train\nepochs = 3\n")
+    other = _file(tmp_path, "other.toml", 'task = "sentiment"\n[train]\nepochs = 1\n')
+    section = _file(tmp_path, "section.toml", "[optimizer]\nlr = 1\n")
+    ragged = _file(tmp_path, "ragged.csv", "a,b\n1,2\n3\n4,5\n")
+    letters = _file(tmp_path, "X_TRAIN.tsv", "1\t0.5\t0.7\n2\t0.1\tabc\n")
+    letters_test = _file(tmp_path, "X_TEST.tsv", "1\t0.5\t0.7\n2\t0.1\t0.2\n")
+    labels = _file(tmp_path, "Y_TRAIN.tsv", "1.5\t0.5\t0.7\n2\t0.1\t0.3\n")
+    empty = _file(tmp_path, "empty.txt", "")
+    truncated = tmp_path / "cut.txt.gz"
+    whole = gzip.compress(" ".join(str(i * 7919 % 10007) for i in range(5000)).encode())
+    truncated.write_bytes(whole[: len(whole) // 2])
+    no_text = _file(tmp_path, "tweets.csv", "label,body\npositive,great flight\n")
+    wrong = tmp_path / "wrongdigest"
+    wrong.mkdir()
+    (wrong / "LondonAQ.npz").write_bytes(b"not the real file")
+    return {
+        "unknown task": (["run", "air-qualty"], ["air-qualty", "air-quality"]),
+        "unknown option": ([*AQ, "--epochs", "3"], ["--epochs"]),
+        "missing argument": (["eval"], ["run_dir"]),
+        "unknown device": ([*AQ, "--device", "tpu"], ["--device", "tpu"]),
+        "cuda without gpu": ([*AQ, "--device", "cuda"], ["cuda"]),
+        "missing config": ([*AQ, "--config", "/nope/c.toml"], ["/nope/c.toml"]),
+        "invalid toml": ([*AQ, "--config", bad_toml], [bad_toml, "TOML"]),
+        "unknown section": ([*AQ, "--config", section], ["optimizer"]),
+        "config of another task": ([*AQ, "--config", other], ["sentiment"]),
+        "malformed --set": ([*AQ, "--set", "epochs"], ["SECTION.KEY=VALUE"]),
+        "unknown key": ([*AQ, "--set", "model.hiden=4"], ["model.hiden", "model.hidden"]),
+        "wrong type": ([*AQ, "--set", "train.batch_size=1.5"], ["train.batch_size"]),
+        "negative epochs": ([*AQ, "--set", "train.epochs=-2"], ["train.epochs"]),
+        "unknown cell": ([*AQ, "--set", "model.cell='mlp'"], ["model.cell"]),
+        "lecture gru on fused": (
+            [*AQ, "--set", "model.cell='gru'", "--set", "model.gru_variant='lecture'",
+             "--set", "model.engine='fused'"],
+            ["model.engine"],
+        ),  # fmt: skip
+        "val fraction": ([*AQ, "--set", "data.val_fraction=1.5"], ["data.val_fraction"]),
+        "missing csv": ([*AQ, "--set", "data.path='/nope/x.csv'"], ["/nope/x.csv"]),
+        "ragged csv": (
+            [*AQ, "--set", f"data.path='{ragged}'", "--set", "data.lag=1"], [ragged, "3"]
+        ),
+        "non-numeric ucr": (
+            ["run", "electric-devices", "--quiet", "--set", f"data.train='{letters}'",
+             "--set", f"data.test='{letters_test}'"],
+            [letters, "abc"],
+        ),  # fmt: skip
+        "non-integer labels": (
+            ["run", "electric-devices", "--quiet", "--set", f"data.train='{labels}'",
+             "--set", f"data.test='{letters_test}'"],
+            [labels, "1.5"],
+        ),  # fmt: skip
+        "empty text": (["run", "text-generation", "--set", f"data.path='{empty}'"], [empty]),
+        "truncated gzip": (
+            ["run", "text-generation", "--set", f"data.path='{truncated}'"], [str(truncated)]
+        ),
+        "no text column": (
+            ["run", "sentiment", "--set", f"data.path='{no_text}'"], [no_text, "text"]
+        ),
+        "unknown site": (
+            [*AQ, "--data-dir", str(shared_data), "--set", "data.site='Nowhere'"], ["Nowhere"]
+        ),
+        "wrong digest": ([*AQ, "--data-dir", str(wrong)], ["LondonAQ.npz"]),
+    }
+
+
+CASE_NAMES = [
+    "unknown task", "unknown option", "missing argument", "unknown device", "cuda without gpu",
+    "missing config", "invalid toml", "unknown section", "config of another task",
+    "malformed --set", "unknown key", "wrong type", "negative epochs", "unknown cell",
+    "lecture gru on fused", "val fraction", "missing csv", "ragged csv", "non-numeric ucr",
+    "non-integer labels", "empty text", "truncated gzip", "no text column", "unknown site",
+    "wrong digest",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_bad_cli_config_and_data_inputs(capsys, tmp_path, shared_data, monkeypatch, name):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    argv, words = _cases(tmp_path, shared_data)[name]
+    code, _, err = rnnlab(capsys, *argv)
+    assert_one_line_error(code, err, *words)
+    assert not _leftovers(tmp_path), _leftovers(tmp_path)
+    assert not list((tmp_path / "runs").rglob("model.safetensors"))
+
+
+def test_prime_with_unknown_characters(capsys, runs):
+    code, _, err = rnnlab(capsys, "generate", str(runs["text-generation"]), "--prime", "héllo€")
+    assert_one_line_error(code, err, "€")
+
+
+def test_sentiment_text_with_no_known_word(capsys, runs):
+    code, _, err = rnnlab(capsys, "predict", str(runs["sentiment"]), "zzzqqq xxyyzz")
+    assert_one_line_error(code, err, "zzzqqq")
+
+
+def test_text_for_a_task_that_takes_none(capsys, runs):
+    code, _, err = rnnlab(capsys, "predict", str(runs["air-quality"]), "hello")
+    assert_one_line_error(code, err, "air-quality")
+
+
+def test_eval_of_a_directory_that_is_not_a_run(capsys, tmp_path):
+    code, _, err = rnnlab(capsys, "eval", str(tmp_path))
+    assert_one_line_error(code, err, "model.json")
+
+
+def test_model_json_that_is_not_json(capsys, runs, tmp_path):
+    run = _copy_run(runs, "air-quality", tmp_path)
+    (run / "model.json").write_text("{not json")
+    code, _, err = rnnlab(capsys, "predict", str(run), "x")
+    assert_one_line_error(code, err, "model.json", "JSON")
+
+
+def test_truncated_weights(capsys, runs, tmp_path, shared_data):
+    run = _copy_run(runs, "air-quality", tmp_path)
+    weights = run / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    code, _, err = rnnlab(capsys, "eval", str(run), "--data-dir", str(shared_data))
+    assert_one_line_error(code, err, "model.safetensors")
+
+
+def test_newer_format_version(capsys, runs, tmp_path):
+    run = _copy_run(runs, "sentiment", tmp_path)
+    meta = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps(meta | {"format_version": 99}))
+    code, _, err = rnnlab(capsys, "predict", str(run), "good flight")
+    assert_one_line_error(code, err, "format version 99", "upgrade")
+
+
+def test_checkpoint_of_another_architecture(capsys, runs, tmp_path):
+    run = _copy_run(runs, "sentiment", tmp_path)
+    shutil.copy(runs["air-quality"] / "model.safetensors", run / "model.safetensors")
+    code, _, err = rnnlab(capsys, "predict", str(run), "good flight")
+    assert_one_line_error(code, err, "model.safetensors", "architecture")
+
+
+def test_resume_without_checkpoint(capsys, tmp_path):
+    code, _, err = rnnlab(capsys, "run", "air-quality", "--resume", str(tmp_path))
+    assert_one_line_error(code, err, "--resume", "checkpoint")
+
+
+def test_resume_with_overrides(capsys, runs):
+    run = str(runs["air-quality"])
+    code, _, err = rnnlab(capsys, "run", "air-quality", "--resume", run, "--set", "train.lr=1")
+    assert_one_line_error(code, err, "--resume", "--set")
