@@ -33,3 +33,14 @@ def raises_one_line(*parts: str) -> Iterator[None]:
     assert "\n" not in message
     for part in parts:
         assert part in message, (part, message)
+
+
+@pytest.fixture
+def float64():
+    """Run a test with float64 as torch's default dtype, restored afterwards."""
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)

@@ -132,34 +132,59 @@ def _cases(tmp_path: Path, shared_data: Path) -> dict[str, tuple[list[str], list
         "negative epochs": ([*AQ, "--set", "train.epochs=-2"], ["train.epochs"]),
         "unknown cell": ([*AQ, "--set", "model.cell='mlp'"], ["model.cell"]),
         "lecture gru on fused": (
-            [*AQ, "--set", "model.cell='gru'", "--set", "model.gru_variant='lecture'",
-             "--set", "model.engine='fused'"],
+            [
+                *AQ,
+                "--set",
+                "model.cell='gru'",
+                "--set",
+                "model.gru_variant='lecture'",
+                "--set",
+                "model.engine='fused'",
+            ],
             ["model.engine"],
-        ),  # fmt: skip
+        ),
         "val fraction": ([*AQ, "--set", "data.val_fraction=1.5"], ["data.val_fraction"]),
         "missing csv": ([*AQ, "--set", "data.path='/nope/x.csv'"], ["/nope/x.csv"]),
         "ragged csv": (
-            [*AQ, "--set", f"data.path='{ragged}'", "--set", "data.lag=1"], [ragged, "3"]
+            [*AQ, "--set", f"data.path='{ragged}'", "--set", "data.lag=1"],
+            [ragged, "3"],
         ),
         "non-numeric ucr": (
-            ["run", "electric-devices", "--quiet", "--set", f"data.train='{letters}'",
-             "--set", f"data.test='{letters_test}'"],
+            [
+                "run",
+                "electric-devices",
+                "--quiet",
+                "--set",
+                f"data.train='{letters}'",
+                "--set",
+                f"data.test='{letters_test}'",
+            ],
             [letters, "abc"],
-        ),  # fmt: skip
+        ),
         "non-integer labels": (
-            ["run", "electric-devices", "--quiet", "--set", f"data.train='{labels}'",
-             "--set", f"data.test='{letters_test}'"],
+            [
+                "run",
+                "electric-devices",
+                "--quiet",
+                "--set",
+                f"data.train='{labels}'",
+                "--set",
+                f"data.test='{letters_test}'",
+            ],
             [labels, "1.5"],
-        ),  # fmt: skip
+        ),
         "empty text": (["run", "text-generation", "--set", f"data.path='{empty}'"], [empty]),
         "truncated gzip": (
-            ["run", "text-generation", "--set", f"data.path='{truncated}'"], [str(truncated)]
+            ["run", "text-generation", "--set", f"data.path='{truncated}'"],
+            [str(truncated)],
         ),
         "no text column": (
-            ["run", "sentiment", "--set", f"data.path='{no_text}'"], [no_text, "text"]
+            ["run", "sentiment", "--set", f"data.path='{no_text}'"],
+            [no_text, "text"],
         ),
         "unknown site": (
-            [*AQ, "--data-dir", str(shared_data), "--set", "data.site='Nowhere'"], ["Nowhere"]
+            [*AQ, "--data-dir", str(shared_data), "--set", "data.site='Nowhere'"],
+            ["Nowhere"],
         ),
         "wrong digest": ([*AQ, "--data-dir", str(wrong)], ["LondonAQ.npz"]),
     }

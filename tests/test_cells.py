@@ -6,13 +6,7 @@ import torch
 
 from rnnlab.cells import GRUCell, LSTMCell, RNNCell
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # parity to 1e-9 needs double precision
 
 
 def _sigmoid(a):

@@ -7,13 +7,7 @@ import torch
 
 from rnnlab import Recurrent
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # parity to 1e-9 needs double precision
 
 
 CELLS = [

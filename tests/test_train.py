@@ -127,3 +127,21 @@ def test_parse_override_reads_toml_values_and_falls_back_to_strings():
     assert parse_override("train.lr=3e-4") == ("train", "lr", 3e-4)
     assert parse_override("data.path=/tmp/x.csv") == ("data", "path", "/tmp/x.csv")
     assert parse_override("data.columns=[0, 2]") == ("data", "columns", [0, 2])
+
+
+def test_length_buckets_cover_every_example_once_with_little_padding():
+    from rnnlab.train import LengthBuckets
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 30, (500,), generator=g)
+    x = torch.arange(500)[:, None].expand(500, 30).clone()
+    buckets = LengthBuckets({"x": x, "lengths": lengths, "i": torch.arange(500)}, 20, seed=1)
+    batches = list(buckets.epoch(0))
+    seen = torch.cat([b["i"] for b in batches])
+    assert sorted(seen.tolist()) == list(range(500))
+    for b in batches:
+        assert b["x"].shape[1] == int(b["lengths"].max())  # trimmed to the longest
+        assert torch.equal(b["x"][:, 0], b["i"])  # rows stay with their examples
+    padded = sum(b["x"].numel() for b in batches)
+    assert padded < 1.2 * int(lengths.sum())
+    assert [b["i"].tolist() for b in batches] != [b["i"].tolist() for b in buckets.epoch(1)]

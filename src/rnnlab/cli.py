@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import typer
-from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
+from typer.exceptions import TyperException
 
 from rnnlab import __version__
 from rnnlab.data.cli import data_app

@@ -33,6 +33,12 @@ def _at_least(key: str, value: int, low: int) -> None:
         raise RnnlabError(f"config key {key} must be >= {low}, got {value}")
 
 
+def check_share(key: str, value: float) -> None:
+    """A share of the data (validation, test): strictly between 0 and 1."""
+    if not 0.0 < value < 1.0:
+        raise RnnlabError(f"config key {key} must be in (0, 1), got {value}")
+
+
 def _fraction(key: str, value: float) -> None:
     if not 0.0 <= value < 1.0:
         raise RnnlabError(f"config key {key} must be in [0, 1), got {value}")
@@ -109,6 +115,7 @@ class TrainConfig:
     threads: int | None = None
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     checkpoint_every: int | None = None
+    deterministic: bool = False
 
     def check(self) -> None:
         """Value checks the types cannot express."""

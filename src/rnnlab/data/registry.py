@@ -62,9 +62,9 @@ def _single(name: str, task: str, url: str, sha256: str, size: int | None = None
 
 # fmt: off
 DATASETS: dict[str, Dataset] = {d.name: d for d in [
-    _single("london-aq", "airquality", "AirQuality/LondonAQ.npz",
+    _single("london-aq", "air-quality", "AirQuality/LondonAQ.npz",
             "fc2bf49ed6df8438e2479f94f21e16936003c41d4def39d98c6996af8355cdb0", 2448067),
-    Dataset("electric-devices", "electric", (
+    Dataset("electric-devices", "electric-devices", (
         _electric("TRAIN", 8926, "bf9b3e4ebb4bcecc4fe5ef36b5cde85383a78a9c7e83ed2834b00e440feb4d20"),
         _electric("TEST", 7711, "64ea1c73040b8c60ef63ebb4a36dc1c4b56b027f9a1dff342469dbf3853a3a20"),
     )),
@@ -72,13 +72,13 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
             "5c6c7b3d8dc421000734b3ce6e016bd996adbbb681d4fcb065177016d5b43217", 2570937),
     _single("presidential", "sentiment", "Sentiment/Presidential.csv",
             "5ec5d6ff1c5c6cc50ca803d8985119d0218b50e125eadd5d6a4de92d1330f01f"),
-    _single("poetry1", "textgen", "TextGeneration/poetry1.txt.gz",
+    _single("poetry1", "text-generation", "TextGeneration/poetry1.txt.gz",
             "915e8accd9e3ebe2526fa804f02c735dbb1f9d117f5393916302ad23c20f9f31", 66771),
-    _single("poetry2", "textgen", "TextGeneration/poetry2.txt.gz",
+    _single("poetry2", "text-generation", "TextGeneration/poetry2.txt.gz",
             "4c29584e855d0426d31ec61e6f86ad05b58995edffd6da21239424ba4dab810f", 126625),
-    _single("poetry3", "textgen", "TextGeneration/poetry3.txt.gz",
+    _single("poetry3", "text-generation", "TextGeneration/poetry3.txt.gz",
             "667c0661aa0e653544d2685dec8a09af3dec04a92f31f386b87eff3ca228b32d"),
-    _single("poetry4", "textgen", "TextGeneration/poetry4.txt.gz",
+    _single("poetry4", "text-generation", "TextGeneration/poetry4.txt.gz",
             "8a47172ee68083a0c39c2d418013b4a649fd826acef84ecf46f63722c4344656"),
 ]}
 # fmt: on

@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from rnnlab.config import check_share
 from rnnlab.data.addition import (
     VOCAB,
     decode,
@@ -46,10 +47,7 @@ class AdditionSettings:
                 raise RnnlabError(
                     f"config key data.{key} must be >= {low}, got {getattr(self, key)}"
                 )
-        if not 0.0 < self.val_fraction < 1.0:
-            raise RnnlabError(
-                f"config key data.val_fraction must be in (0, 1), got {self.val_fraction}"
-            )
+        check_share("data.val_fraction", self.val_fraction)
 
 
 class Addition(PairsTask):

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab import data, plots
-from rnnlab.config import TrainConfig
-from rnnlab.errors import RnnlabError
+from rnnlab.config import TrainConfig, check_share
 from rnnlab.metrics import regression
 from rnnlab.models import ManyToOne
 from rnnlab.tasks.base import Task
@@ -40,10 +39,7 @@ class AirQualityData:
     val_fraction: float = 0.1
 
     def check(self) -> None:
-        if not 0.0 < self.val_fraction < 1.0:
-            raise RnnlabError(
-                f"config key data.val_fraction must be in (0, 1), got {self.val_fraction}"
-            )
+        check_share("data.val_fraction", self.val_fraction)
 
 
 @dataclass

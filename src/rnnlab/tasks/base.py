@@ -7,6 +7,7 @@ A task is a story in four steps (data -> model -> training -> what it learned). 
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -122,6 +123,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def make_deterministic() -> None:
+    """Ask CUDA for reproducible kernels (``train.deterministic``); the CPU path already is.
+
+    cuDNN picks fixed algorithms, cuBLAS a fixed workspace, and any op without a deterministic
+    implementation raises instead of silently varying between runs.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True)
+
+
 def run(
     task_cls: type[Task],
     cfg: Config,
@@ -139,6 +152,8 @@ def run(
     """
     console = console or Console(stderr=True, quiet=quiet)
     target = resolve_device(device)
+    if cfg.train.deterministic:
+        make_deterministic()
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab import data, plots
-from rnnlab.config import TrainConfig
+from rnnlab.config import TrainConfig, check_share
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import classification, majority_baseline
 from rnnlab.models import ManyToOne
@@ -39,10 +39,7 @@ class UCRData:
             raise RnnlabError(
                 "config keys data.train and data.test go together: give both or neither"
             )
-        if not 0.0 < self.val_fraction < 1.0:
-            raise RnnlabError(
-                f"config key data.val_fraction must be in (0, 1), got {self.val_fraction}"
-            )
+        check_share("data.val_fraction", self.val_fraction)
 
 
 @dataclass

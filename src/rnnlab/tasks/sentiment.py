@@ -21,6 +21,7 @@ from rnnlab.data.tweets import Vocabulary
 from rnnlab.errors import RnnlabError
 from rnnlab.models import ManyToOne
 from rnnlab.tasks.electric_devices import Classifier, ClassifierTrain
+from rnnlab.train import Batches, LengthBuckets
 
 
 @dataclass
@@ -45,12 +46,17 @@ class TextModel(ModelConfig):
     head_dropout: float = 0.0
 
 
+@dataclass
+class SentimentTrain(ClassifierTrain):
+    bucket_by_length: bool = True
+
+
 class Sentiment(Classifier):
     name = "sentiment"
     summary = "airline-tweet sentiment (word embedding + LSTM, 3 classes, many-to-one)"
     Data = TweetsData
     Model = TextModel
-    Train = ClassifierTrain
+    Train = SentimentTrain
 
     def load(self) -> None:
         d = self.cfg.data
@@ -67,6 +73,13 @@ class Sentiment(Classifier):
             for name, part in (("train", tweets.train), ("val", tweets.val), ("test", tweets.test))
         }
         self.meta = {"classes": list(tweets.classes), "vocab": tweets.vocab.to_json()}
+
+    def train_batches(self) -> Batches:
+        """Tweets of similar lengths batched together: far less padding to run through the LSTM."""
+        cfg = self.cfg.train
+        if not cfg.bucket_by_length:
+            return super().train_batches()
+        return LengthBuckets(self.splits["train"], cfg.batch_size, seed=cfg.seed)
 
     def build_model(self) -> nn.Module:
         m = self.cfg.model

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab import data
-from rnnlab.config import ModelConfig, TrainConfig
+from rnnlab.config import ModelConfig, TrainConfig, check_share
 from rnnlab.data.text import CharVocab, char_streams, char_windows, stream_chunks
 from rnnlab.errors import RnnlabError
 from rnnlab.generate import Sample, generate
@@ -54,10 +54,7 @@ class TextData:
         for key in ("maxlen", "step"):
             if getattr(self, key) < 1:
                 raise RnnlabError(f"config key data.{key} must be >= 1, got {getattr(self, key)}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise RnnlabError(
-                f"config key data.val_fraction must be in (0, 1), got {self.val_fraction}"
-            )
+        check_share("data.val_fraction", self.val_fraction)
 
 
 @dataclass
