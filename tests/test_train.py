@@ -75,6 +75,23 @@ def test_divergence_is_a_one_line_error_naming_the_epoch():
         _fit(lr=1e30, optimizer="sgd")
 
 
+def test_a_non_finite_gradient_stops_before_the_weights_change():
+    torch.manual_seed(0)
+    model = ManyToOne(1, 1, {"hidden_size": 4})
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def loss(m, batch, state):  # value 0, gradient of sqrt at 0: infinite
+        out = m(batch["x"])
+        return torch.sqrt((out - out.detach()).abs()).sum(), None
+
+    cfg = TrainConfig(epochs=1, batch_size=8, monitor="val_mse")
+    trainer = Trainer(model, cfg, loss, lambda m: {"val_mse": 0.0}, torch.device("cpu"), quiet=True)
+    with pytest.raises(RnnlabError, match=r"epoch 1, step 1: the gradient norm is"):
+        trainer.fit(TensorBatches(_problem(16), 8))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
 def test_tensor_batches_cover_every_example_once_per_epoch():
     batches = TensorBatches({"i": torch.arange(10)}, 3, seed=4)
     seen = torch.cat([b["i"] for b in batches.epoch(0)])

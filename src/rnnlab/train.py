@@ -264,31 +264,41 @@ class Trainer:
         self.schedule = None
         self._signal: str | None = None
 
-    def _clip(self) -> None:
+    def _clip(self) -> Tensor:
+        """Clip the gradients as configured; returns their total norm (before clipping)."""
         if self.cfg.clip_value is not None:
             nn.utils.clip_grad_value_(self.model.parameters(), self.cfg.clip_value)
-        if self.cfg.clip_norm is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        return nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm or math.inf)
 
-    def _step(self, batch: Batch, carry: Any, stateful: bool) -> tuple[Tensor, Any]:
+    def _step(
+        self, batch: Batch, carry: Any, stateful: bool, epoch: int, step: int
+    ) -> tuple[Tensor, Any]:
         with autocast(self.device, self.cfg.precision):
             loss, carry = self.loss_fn(self.model, batch, carry)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
-        self._clip()
+        norm = self._clip()
+        # Checked before the update, so the weights (and the last checkpoint) stay good. On the CPU
+        # the check costs nothing; on a GPU it would sync every step, so there the epoch's loss
+        # is checked at its end instead. fp16's loss scaler handles infinite gradients itself.
+        if self.device.type == "cpu":
+            if not torch.isfinite(loss):
+                raise self._diverged(epoch, step, f"the loss is {loss.detach().item()}")
+            if not self.scaler.is_enabled() and not torch.isfinite(norm):
+                raise self._diverged(epoch, step, f"the gradient norm is {float(norm)}")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.schedule is not None:
             self.schedule.step()
         return loss.detach(), detach_state(carry) if stateful else None
 
-    def _diverged(self, epoch: int, step: int, value: float) -> RnnlabError:
+    def _diverged(self, epoch: int, step: int, value: object) -> RnnlabError:
         kept = (
             f"; the last good checkpoint is in {self.checkpoint_dir}" if self.checkpoint_dir else ""
         )
         return RnnlabError(
-            f"training diverged at epoch {epoch + 1}, step {step}: the loss is {value}{kept}; "
+            f"training diverged at epoch {epoch + 1}, step {step}: {value}{kept}; "
             "try train.clip_norm (e.g. 1.0) or a lower train.lr"
         )
 
@@ -389,13 +399,9 @@ class Trainer:
                 start, seen_here = time.perf_counter(), 0
                 batches = itertools.islice(train.epoch(epoch), p["step"], None)
                 for batch in batches:
-                    loss, carry = self._step(batch, carry, train.stateful)
+                    loss, carry = self._step(batch, carry, train.stateful, epoch, p["step"] + 1)
                     n = batch_size_of(batch)
                     p["step"] += 1
-                    # On the CPU a finite check costs nothing; on a GPU it would sync every step,
-                    # so there the epoch's sum is checked at the end instead.
-                    if self.device.type == "cpu" and not torch.isfinite(loss):
-                        raise self._diverged(epoch, p["step"], float(loss))
                     total += loss * n
                     p["epoch_seen"] += n
                     seen_here += n
@@ -417,7 +423,7 @@ class Trainer:
                 seconds = p["epoch_seconds"] + time.perf_counter() - start
                 mean = float(total) / max(p["epoch_seen"], 1)
                 if not math.isfinite(mean):
-                    raise self._diverged(epoch, p["step"], mean)
+                    raise self._diverged(epoch, p["step"], f"mean loss {mean}")
                 self.model.eval()
                 with torch.inference_mode(), autocast(self.device, self.cfg.precision):
                     metrics = self.evaluate(self.model)
