@@ -53,7 +53,7 @@ def _start_and_stop(cmd: list[str], out: Path, sig: int) -> subprocess.Completed
         if state.exists():
             try:
                 progress = json.loads(state.read_text())["progress"]
-            except (json.JSONDecodeError, KeyError):
+            except (json.JSONDecodeError, KeyError, FileNotFoundError):  # mid-swap
                 progress = {"epoch": 0}
             if progress["epoch"] >= 1 and progress["step"] > 0:
                 break
