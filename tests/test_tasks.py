@@ -120,3 +120,14 @@ def test_unknown_task_suggests_the_closest(capsys):
 def test_eval_of_a_directory_that_is_not_a_run(capsys, tmp_path):
     code, _, err = rnnlab(capsys, "eval", str(tmp_path))
     assert_one_line_error(code, err, "model.json")
+
+
+def test_every_packaged_config_loads_for_its_task():
+    from rnnlab.config import CONFIG_DIR
+    from rnnlab.tasks import TASKS
+
+    files = sorted(CONFIG_DIR.glob("*.toml"))
+    assert {p.stem for p in files} >= set(TASKS)
+    for path in files:
+        cfg = TASKS[path.stem.removesuffix("-best")].config(path)
+        assert cfg.task == path.stem.removesuffix("-best")
