@@ -67,7 +67,6 @@ def _leftovers(*roots: Path) -> list[Path]:
 def runs(tmp_path_factory, shared_data):
     """Tiny trained runs to corrupt: air quality, sentiment and text generation."""
     base = tmp_path_factory.mktemp("runs")
-    capsys_free = pytest.MonkeyPatch()
     specs = {
         "air-quality": ["data.train_rows=2000", "data.test_rows=300", "model.hidden=4"],
         "sentiment": ["model.hidden=4", "model.embedding=4", "data.num_words=300"],
@@ -80,7 +79,6 @@ def runs(tmp_path_factory, shared_data):
         cls = tasks.get_task(task)
         cfg = cls.config(None, [*sets, "train.epochs=1"])
         made[task] = tasks.run(cls, cfg, base / task, "cpu", True, shared_data)
-    capsys_free.undo()
     return made
 
 

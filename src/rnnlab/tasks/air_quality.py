@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from rnnlab import data, plots
 from rnnlab.config import TrainConfig, check_share
+from rnnlab.data.airquality import Scaler, persistence
 from rnnlab.metrics import regression
 from rnnlab.models import ManyToOne
 from rnnlab.tasks.base import Task
@@ -86,8 +87,9 @@ class AirQuality(Task):
         return F.mse_loss(model(batch["x"]).squeeze(-1).float(), batch["y"]), None
 
     def _raw(self, y: Tensor) -> np.ndarray:
-        scaler = self.meta["scaler"]
-        return y.double().cpu().numpy() * scaler["std"][0] + scaler["mean"][0]
+        """Standardised values back in the series' units (the scaler saved in ``model.json``)."""
+        scaler = Scaler(np.array(self.meta["scaler"]["mean"]), np.array(self.meta["scaler"]["std"]))
+        return scaler.inverse(y.double().cpu().numpy())
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         pred = self.outputs(model, split).squeeze(-1)
@@ -96,7 +98,7 @@ class AirQuality(Task):
         if split == "test":
             raw = regression(self._raw(true), self._raw(pred))
             scores.update({f"test_{k}_raw": v for k, v in raw.items()})
-            last = self.splits[split]["x"][:, -1, 0]  # persistence: the last observed value
+            last = persistence(self.splits[split]["x"])  # the last observed value
             for suffix, (t, p) in {
                 "": (true, last),
                 "_raw": (self._raw(true), self._raw(last)),
@@ -115,6 +117,6 @@ class AirQuality(Task):
             self._raw(pred[window]),
             run_dir / "predictions.png",
             title=f"{self.cfg.data.site}: first two test weeks",
-            baseline=self._raw(split["x"][window, -1, 0]),
+            baseline=self._raw(persistence(split["x"][window])),
         )
         return {}
