@@ -8,23 +8,36 @@
 Each line is comparable to the lab's Keras script run on the same machine (figures from the issues,
 measured side by side on a 2-core AMD EPYC): wall seconds from process-level start of the task (data
 loading, training, evaluation, writing the run directory) to its end.
+
+The roofline columns: ``GFLOP`` counts the recurrent and linear matmuls the run really did (every
+call of a ``Recurrent`` or ``nn.Linear``, from its input shape; backward counted as twice the
+forward), ``GFLOP/s`` divides it by the wall time, and ``%fp32``/``%bf16`` compare that with a large
+``torch.mm`` timed at the start of the same run: the distance to the machine's limit.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
+import resource
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from torch import nn
 
 import rnnlab
 from rnnlab.config import CONFIG_DIR
+from rnnlab.recurrent import Recurrent
 from rnnlab.tasks import TASKS, get_task, run
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 # task -> (headline metric, Keras wall seconds, Keras metric) as measured on this machine.
 KERAS = {
@@ -53,7 +66,89 @@ VARIANTS = {
 }
 
 
-def bench(task: str, overrides: list[str], best: bool, device: str, data_dir: Path | None) -> dict:
+def matmul_peak(dtype: torch.dtype, device: str, n: int = 4096, repeats: int = 3) -> float:
+    """FLOP/s of the best of ``repeats`` (n x n) @ (n x n) products: the machine's dense limit."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first one warms up
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ a
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def _recurrent_flops(module: Recurrent, args: tuple) -> float:
+    x = args[0]
+    lengths = args[1] if len(args) > 1 and args[1] is not None else None
+    steps = float(lengths.sum()) if lengths is not None else x.shape[0] * x.shape[1]
+    g, h = GATES[module.cell] * module.hidden_size, module.hidden_size
+    total, width = 0.0, module.input_size
+    for _ in range(module.layers):
+        total += module.directions * 2 * steps * g * (width + h)  # W_ih x_t + W_hh h_{t-1}
+        width = h * module.directions
+    return total
+
+
+@contextlib.contextmanager
+def count_flops() -> Iterator[dict[str, float]]:
+    """Count the matmul FLOPs of every ``Recurrent`` and ``nn.Linear`` call inside the block."""
+    counter = {"flops": 0.0}
+
+    def hook(module: nn.Module, args: tuple, _output: object) -> None:
+        if isinstance(module, Recurrent):
+            flops = _recurrent_flops(module, args)
+        elif isinstance(module, nn.Linear):
+            flops = 2.0 * args[0].numel() * module.out_features
+        else:
+            return
+        # Backward of a matmul is two matmuls of the same size (input and weight gradients).
+        counter["flops"] += flops * (3 if torch.is_grad_enabled() and module.training else 1)
+
+    handle = nn.modules.module.register_module_forward_hook(hook)
+    try:
+        yield counter
+    finally:
+        handle.remove()
+
+
+@contextlib.contextmanager
+def peak_memory(device: str) -> Iterator[dict[str, float]]:
+    """Peak resident memory (CPU, sampled every 20 ms) or peak allocated memory (CUDA), in MB."""
+    result = {"mb": 0.0}
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        yield result
+        result["mb"] = torch.cuda.max_memory_allocated() / 2**20
+        return
+    page = resource.getpagesize()
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            with open("/proc/self/statm") as f:
+                result["mb"] = max(result["mb"], int(f.read().split()[1]) * page / 2**20)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        thread.join()
+
+
+def bench(
+    task: str,
+    overrides: list[str],
+    best: bool,
+    device: str,
+    data_dir: Path | None,
+    peaks: dict[str, float],
+) -> dict:
     name = task
     task, extra = VARIANTS.get(name, (name, []))
     if not best:  # a best config sets its own mode
@@ -64,11 +159,13 @@ def bench(task: str, overrides: list[str], best: bool, device: str, data_dir: Pa
         raise SystemExit(f"no best config for {task}: {config}")
     cfg = task_cls.config(config, overrides)
     with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        run_dir = run(task_cls, cfg, Path(out) / task, device, True, data_dir)
-        wall = time.perf_counter() - start
+        with count_flops() as flops, peak_memory(peaks["device"]) as memory:
+            start = time.perf_counter()
+            run_dir = run(task_cls, cfg, Path(out) / task, device, True, data_dir)
+            wall = time.perf_counter() - start
         metrics = json.loads((run_dir / "metrics.json").read_text())
     key, keras_wall, keras_metric = KERAS.get(name, ("", float("nan"), float("nan")))
+    rate = flops["flops"] / wall
     return {
         "task": name,
         "config": str(config) if config else "lab",
@@ -76,6 +173,14 @@ def bench(task: str, overrides: list[str], best: bool, device: str, data_dir: Pa
         "train_s": metrics["train_seconds"],
         "epochs": metrics["epochs"],
         "s_per_epoch": round(metrics["train_seconds"] / metrics["epochs"], 3),
+        "samples_per_s": round(
+            metrics["train_examples"] * metrics["epochs"] / metrics["train_seconds"]
+        ),
+        "peak_memory_mb": round(memory["mb"]),
+        "gflop": round(flops["flops"] / 1e9, 1),
+        "gflop_per_s": round(rate / 1e9, 1),
+        "fraction_of_fp32_peak": round(rate / peaks["fp32"], 3),
+        "fraction_of_bf16_peak": round(rate / peaks["bf16"], 3),
         "metric": key,
         "value": metrics.get(key),
         "keras_wall_s": keras_wall,
@@ -107,20 +212,32 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
+    device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    peaks = {
+        "device": device,
+        "fp32": matmul_peak(torch.float32, device),
+        "bf16": matmul_peak(torch.bfloat16, device),
+    }
+    header["matmul_gflop_per_s_fp32"] = round(peaks["fp32"] / 1e9, 1)
+    header["matmul_gflop_per_s_bf16"] = round(peaks["bf16"] / 1e9, 1)
     print(" ".join(f"{k}={v}" for k, v in header.items()), file=sys.stderr)
     rows = []
     print(
-        f"{'task':<24}{'wall s':>9}{'s/epoch':>9}{'epochs':>7}  {'metric':<16}{'value':>8}"
-        f"{'keras s':>9}{'keras':>8}{'speedup':>9}"
+        f"{'task':<24}{'wall s':>8}{'s/epoch':>9}{'ep':>4}{'samples/s':>10}{'MB':>6}"
+        f"{'GFLOP':>8}{'GFLOP/s':>8}{'%fp32':>6}{'%bf16':>6}  {'metric':<16}{'value':>7}"
+        f"{'keras s':>8}{'keras':>7}{'speedup':>8}"
     )
     for task in args.tasks.split(","):
-        row = bench(task, args.set, args.best, args.device, args.data_dir)
+        row = bench(task, args.set, args.best, args.device, args.data_dir, peaks)
         rows.append(row)
         value = row["value"] if row["value"] is not None else float("nan")
         print(
-            f"{task:<24}{row['wall_s']:>9.1f}{row['s_per_epoch']:>9.3f}{row['epochs']:>7}  "
-            f"{row['metric']:<16}{value:>8.4f}{row['keras_wall_s']:>9.1f}"
-            f"{row['keras_value']:>8.3f}{row['speedup_vs_keras']:>8.1f}x",
+            f"{task:<24}{row['wall_s']:>8.1f}{row['s_per_epoch']:>9.3f}{row['epochs']:>4}"
+            f"{row['samples_per_s']:>10}{row['peak_memory_mb']:>6}{row['gflop']:>8.0f}"
+            f"{row['gflop_per_s']:>8.1f}{100 * row['fraction_of_fp32_peak']:>6.0f}"
+            f"{100 * row['fraction_of_bf16_peak']:>6.0f}  {row['metric']:<16}{value:>7.4f}"
+            f"{row['keras_wall_s']:>8.1f}{row['keras_value']:>7.3f}"
+            f"{row['speedup_vs_keras']:>7.1f}x",
             flush=True,
         )
     if args.json:

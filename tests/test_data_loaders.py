@@ -52,6 +52,20 @@ def test_air_quality_targets_and_persistence_in_raw_units(shared_data, london):
     np.testing.assert_allclose(data.to_raw(persistence(data.x_test)), last_seen, atol=1e-4)
 
 
+def test_neighbour_sites_add_their_columns_hour_by_hour(shared_data, london):
+    path = shared_data / "LondonAQ.npz"
+    data = load_air_quality(path, columns=(0, 2), neighbours=("GWoolwich",), lag=3)
+    assert data.columns == ("GEltham[0]", "GEltham[2]", "GWoolwich[0]", "GWoolwich[2]")
+    assert data.x_train.shape == (35064 - 3, 3, 4)
+    raw = np.concatenate([london["GEltham"][:, [0, 2]], london["GWoolwich"][:, [0, 2]]], axis=1)
+    np.testing.assert_allclose(data.scaler.mean, raw[:35064].mean(axis=0))
+    # The target is still the site's own first column.
+    plain = load_air_quality(path, lag=3)
+    np.testing.assert_array_equal(data.y_test, plain.y_test)
+    with raises_one_line("LondonAQ.npz", "'Woolwich'", "did you mean 'GWoolwich'"):
+        load_air_quality(path, neighbours=("Woolwich",))
+
+
 def test_unknown_site_suggests_the_closest(shared_data):
     with raises_one_line("LondonAQ.npz", "'Geltham'", "did you mean 'GEltham'"):
         load_air_quality(shared_data / "LondonAQ.npz", site="Geltham")

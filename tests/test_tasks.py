@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 from cli_helpers import assert_one_line_error, rnnlab
+from slices import ucr_slice
 
 RUN_FILES = {"config.toml", "history.csv", "metrics.json", "model.safetensors", "model.json"}
 COMMON_KEYS = {"train_seconds", "epochs", "parameters", "device", "rnnlab_version"}
@@ -30,17 +30,6 @@ def _eval(capsys, shared_data, out):
     return stdout
 
 
-def _ucr_slice(shared_data: Path, tmp_path: Path, rows: int) -> tuple[str, str]:
-    paths = []
-    for split in ("TRAIN", "TEST"):
-        lines = (shared_data / f"ElectricDevices_{split}.tsv").read_text().splitlines()
-        # Every 7th row: a slice that still holds every class.
-        path = tmp_path / f"ED_{split}.tsv"
-        path.write_text("\n".join(lines[:: max(1, len(lines) // rows)]) + "\n")
-        paths.append(str(path))
-    return paths[0], paths[1]
-
-
 def test_air_quality_run_dir_eval_and_beats_persistence(capsys, shared_data, tmp_path):
     out, metrics = _run(
         capsys, shared_data, tmp_path, "air-quality",
@@ -60,7 +49,7 @@ def test_air_quality_run_dir_eval_and_beats_persistence(capsys, shared_data, tmp
 
 
 def test_electric_devices_writes_report_and_beats_majority(capsys, shared_data, tmp_path):
-    train, test = _ucr_slice(shared_data, tmp_path, 900)
+    train, test = ucr_slice(shared_data, tmp_path, 900)
     out, metrics = _run(
         capsys, shared_data, tmp_path, "electric-devices",
         f"data.train='{train}'", f"data.test='{test}'", "model.hidden=32", "model.layers=1",

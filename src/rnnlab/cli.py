@@ -28,6 +28,7 @@ DataDir = typer.Option(
     None, "--data-dir", help="Where datasets live (default: $RNNLAB_DATA, else the user cache)."
 )
 Device = typer.Option("auto", "--device", help="auto, cpu or cuda.")
+Quiet = typer.Option(False, "--quiet", help="No progress display.")
 
 
 def _version(value: bool) -> None:
@@ -75,7 +76,7 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="Override one key: --set train.epochs=5."),
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/TASK/…)."),
     device: str = Device,
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    quiet: bool = Quiet,
     data_dir: Path | None = DataDir,
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard events."),
     resume: Path | None = typer.Option(
@@ -88,6 +89,7 @@ def run(
     """
     from rnnlab import checkpoint
     from rnnlab import tasks as registry
+    from rnnlab.distributed import is_main_process
     from rnnlab.train import tensorboard as tensorboard_callback
 
     task_cls = registry.get_task(task)
@@ -115,6 +117,8 @@ def run(
         Console(stderr=True, quiet=quiet),
         resume=resume is not None,
     )
+    if not is_main_process():  # under torchrun, rank 0 reports
+        return
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if not quiet:
         out.print(_metrics_table(f"{task}: test metrics", metrics))
@@ -187,7 +191,179 @@ def generate(
         typer.echo((sample.prime if prime is not None else "") + sample.text)
 
 
+@app.command()
+def compare(
+    task: str = typer.Argument(..., help="Task name; see `rnnlab tasks`."),
+    cells: str = typer.Option("rnn,lstm,gru", "--cells", help="Comma-separated cells to compare."),
+    seeds: int = typer.Option(
+        3, "--seeds", help="Runs per cell, seeds counting up from train.seed."
+    ),
+    config: Path | None = typer.Option(None, "--config", help="A TOML file over the defaults."),
+    set_: list[str] = typer.Option([], "--set", help="Override one key for every run."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Study directory (default runs/compare/TASK/…)."
+    ),
+    device: str = Device,
+    quiet: bool = Quiet,
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Train every cell on a task with a few seeds each: compare.csv, compare.md, curves.png."""
+    from rnnlab.compare import compare as compare_cells
+    from rnnlab.compare import parse_cells
+
+    chosen = parse_cells(cells)
+    folder, summary = compare_cells(
+        task, chosen, seeds, set_, config, out_dir, device, data_dir, quiet
+    )
+    table = Table(title=f"{task}: mean ± std over {seeds} seed(s)", header_style="bold")
+    table.add_column("metric")
+    for cell in chosen:
+        table.add_column(cell, justify="right")
+    for key, by_cell in summary.items():
+        table.add_row(key, *(by_cell[c] for c in chosen))
+    if not quiet:
+        out.print(table)
+    out.print(f"study directory: {folder}")
+
+
+diagnose_app = typer.Typer(
+    help="Look inside recurrent models: gradient flow through time, gates.", no_args_is_help=True
+)
+
+
+@diagnose_app.command("gradients")
+def diagnose_gradients(
+    cells: str = typer.Option("rnn,lstm,gru", "--cells", help="Comma-separated cells to measure."),
+    length: int = typer.Option(100, "--length", help="Sequence length T of the adding problem."),
+    steps: int = typer.Option(1500, "--steps", help="Training steps per model (batch 64)."),
+    hidden: int = typer.Option(32, "--hidden", help="Units of every model."),
+    init: str = typer.Option("keras", "--init", help="keras (the lab's) or torch."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the data and every model."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads (small batches: 1 is fastest)."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Output directory (default runs/diagnose/gradients/…)."
+    ),
+    quiet: bool = Quiet,
+) -> None:
+    """‖∂L/∂h_t‖ over t on the adding problem, at init and after training, per cell.
+
+    Writes gradients.csv (per model: the ratio ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ at init and trained, the
+    MSE reached, the largest gradient norms), gradient_curves.csv and gradients.png. With rnn,
+    also a vanilla RNN of spectral radius 2 trained by SGD with and without clipping.
+    """
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from rnnlab.compare import parse_cells
+    from rnnlab.diagnose import gradient_study
+    from rnnlab.rundir import new_run_dir
+
+    if init not in ("keras", "torch"):
+        raise RnnlabError(f"--init must be keras or torch, got {init!r}")
+    if threads < 1:
+        raise RnnlabError(f"--threads must be >= 1, got {threads}")
+    chosen = parse_cells(cells)
+    folder = new_run_dir("diagnose/gradients", out_dir)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        disable=quiet,
+        transient=True,
+    )
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with progress:
+            bar = progress.add_task("", total=None)
+
+            def follow(model: str, done: int, total: int) -> None:
+                progress.update(bar, description=model, completed=done, total=total)
+
+            rows = gradient_study(chosen, folder, length, hidden, steps, seed, init, follow)
+    finally:
+        torch.set_num_threads(old_threads)
+    table = Table(
+        title=f"adding problem, T = {length}; ratio = ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖; "
+        f"the mean's MSE {rows[0]['baseline_mse']:.3f}",
+        header_style="bold",
+    )
+    columns = {
+        "model": "model",
+        "grad_ratio_init": "ratio init",
+        "grad_ratio_trained": "ratio trained",
+        "mse_trained": "MSE trained",
+        "max_grad_norm": "max grad norm",
+        "max_applied_norm": "max applied",
+        "train_seconds": "seconds",
+    }
+    for title in columns.values():
+        table.add_column(title, justify="left" if title == "model" else "right")
+    for row in rows:
+        table.add_row(
+            *(f"{row[k]:.3g}" if isinstance(row[k], float) else str(row[k]) for k in columns)
+        )
+    if not quiet:
+        out.print(table)
+    out.print(f"output directory: {folder}")
+
+
+@diagnose_app.command("gates")
+def diagnose_gates(
+    run_dir: Path = typer.Argument(..., help="A text-generation or sentiment run (LSTM or GRU)."),
+    text: str = typer.Option(..., "--text", help="The text to run the model over."),
+    layer: int = typer.Option(1, "--layer", help="Which layer, from 1 (forward direction)."),
+    units: int = typer.Option(32, "--units", help="Show the units that vary most, this many."),
+    out_path: Path | None = typer.Option(
+        None, "--out", help="The PNG to write (default RUN_DIR/gates.png)."
+    ),
+    device: str = Device,
+) -> None:
+    """Heatmaps of every gate (and the LSTM cell state) over the text's characters or words."""
+    from rnnlab.diagnose import gate_activations, plot_gates
+
+    if units < 1:
+        raise RnnlabError(f"--units must be >= 1, got {units}")
+    path = out_path or run_dir / "gates.png"
+    if path.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise RnnlabError(f"--out {path}: expected a .png, .svg or .pdf file name")
+    trace = gate_activations(run_dir, text, layer, device)
+    plot_gates(trace, path, units)
+    out.print(f"gates of {len(trace.tokens)} tokens: {path}")
+
+
+@app.command()
+def lab(
+    quick: bool = typer.Option(
+        False, "--quick", help="Fewer epochs: all five tasks in a few minutes."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="[TASK:]SECTION.KEY=VALUE: one key for every task, or for TASK only."
+    ),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Report directory (default runs/lab/…)."
+    ),
+    device: str = Device,
+    quiet: bool = Quiet,
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Run the lab's five tasks and write report.md and a self-contained report.html."""
+    from rnnlab.report import lab as run_lab
+
+    folder, report = run_lab(out_dir, quick, set_, device, data_dir, quiet)
+    if not quiet:
+        table = Table(title="the lab's five tasks", header_style="bold")
+        for column in report.columns:
+            table.add_column(column)
+        for row in report.rows():
+            table.add_row(*row)
+        out.print(table)
+    out.print(f"report: {folder / 'report.html'} (and report.md)")
+
+
 app.add_typer(data_app, name="data")
+app.add_typer(diagnose_app, name="diagnose")
 
 
 def main() -> None:

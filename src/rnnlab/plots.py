@@ -1,4 +1,5 @@
-"""Figures a user would rather look at than read: curves, confusion matrices, predictions."""
+"""Figures a user would rather look at than read: curves, confusion matrices, predictions,
+attention, gradient flow and gates."""
 
 from __future__ import annotations
 
@@ -89,5 +90,104 @@ def attention(
         ax.set_yticks(range(len(output)), [t.replace(" ", "␣") for t in output], fontsize=8)
         ax.set(xlabel="source (as the encoder reads it)", ylabel="output")
     fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, label="attention weight")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def compare_curves(
+    histories: dict[str, list[list[dict[str, float]]]], path: Path, title: str = ""
+) -> None:
+    """Validation curves of several runs per label: the mean per epoch, a band of ± one std.
+
+    ``histories`` maps a label (a cell) to one history per run; a run that stopped early simply
+    leaves the later epochs to the others.
+    """
+    first = next(iter(histories.values()))[0]
+    keys = [k for k in first[0] if k.startswith("val_")]
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=(4.4 * len(keys), 3.4), squeeze=False, layout="constrained"
+    )
+    for ax, key in zip(axes[0], keys, strict=True):
+        for label, runs in histories.items():
+            epochs = max(len(h) for h in runs)
+            values = np.full((len(runs), epochs), np.nan)
+            for i, history in enumerate(runs):
+                values[i, : len(history)] = [row[key] for row in history]
+            counts = np.isfinite(values).sum(0)
+            mean = np.nanmean(values, axis=0)
+            # Sample standard deviation (n - 1); an epoch only one run reached has no spread.
+            std = np.sqrt(np.nansum((values - mean) ** 2, axis=0) / np.maximum(counts - 1, 1))
+            x = np.arange(1, epochs + 1)
+            (line,) = ax.plot(x, mean, marker=".", label=f"{label} (n={len(runs)})")
+            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        ax.set(title=key, xlabel="epoch")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend()
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def gradient_flow(
+    panels: list[tuple[str, dict[str, np.ndarray]]],
+    steps: dict[str, np.ndarray],
+    path: Path,
+    title: str = "",
+) -> None:
+    """‖∂L/∂h_t‖ over t on a log scale, one panel per group of curves, then the total gradient
+    norm of every training step (also log scale)."""
+    fig, axes = plt.subplots(
+        1, len(panels) + 1, figsize=(4.6 * (len(panels) + 1), 3.8), layout="constrained"
+    )
+    for ax, (name, curves) in zip(axes[:-1], panels, strict=True):
+        for label, norms in curves.items():
+            ax.plot(np.arange(1, len(norms) + 1), norms, label=label)
+        ax.set(title=name, xlabel="step t", ylabel="‖∂L/∂h_t‖", yscale="log")
+        ax.legend(fontsize=7)
+    ax = axes[-1]
+    for label, norms in steps.items():
+        ax.plot(np.arange(1, len(norms) + 1), norms, lw=0.8, label=label)
+    ax.set(title="gradient norm per training step", xlabel="training step", yscale="log")
+    ax.legend(fontsize=7)
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+_BOUNDED = {"forget", "input", "output", "reset", "update"}  # sigmoids, in [0, 1]
+
+
+def gates(
+    tokens: list[str], values: dict[str, np.ndarray], units: np.ndarray, path: Path, title: str = ""
+) -> None:
+    """One heatmap per gate, units (rows) over the input tokens (columns), aligned one above
+    another. ``values[name]`` is (tokens, units); sigmoid gates share a 0..1 scale, the candidate
+    −1..1, the cell state its own symmetric one."""
+    shown = [t.replace(" ", "␣").replace("\n", "↵") for t in tokens]
+    rows = len(units)
+    width = max(6.0, 0.16 * len(tokens) + 2.0)
+    fig, axes = plt.subplots(
+        len(values),
+        1,
+        figsize=(width, len(values) * (0.11 * rows + 1.0)),
+        squeeze=False,
+        layout="constrained",  # keeps the title, heatmaps and colour bars tight and aligned
+    )
+    for ax, (name, grid) in zip(axes[:, 0], values.items(), strict=True):
+        if name in _BOUNDED:
+            scale = {"cmap": "viridis", "vmin": 0.0, "vmax": 1.0}
+        else:
+            limit = 1.0 if name == "candidate" else float(np.abs(grid).max()) or 1.0
+            scale = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit}
+        image = ax.imshow(grid.T, aspect="auto", interpolation="nearest", **scale)
+        ax.set_ylabel(name)
+        step = max(1, rows // 8)
+        ax.set_yticks(range(0, rows, step), [str(u) for u in units[::step]], fontsize=7)
+        words = max(len(t) for t in shown) > 1
+        ax.set_xticks(
+            range(len(shown)), shown, fontsize=7 if words else 8, rotation=90 if words else 0
+        )
+        fig.colorbar(image, ax=ax, fraction=0.02, pad=0.005)
+    axes[-1, 0].set_xlabel("input, as the model reads it (rows: units)")
     fig.suptitle(title)
     _save(fig, path)

@@ -24,8 +24,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
 
-from rnnlab import checkpoint
+from rnnlab import checkpoint, runtime
 from rnnlab.config import TrainConfig
+from rnnlab.distributed import World
 from rnnlab.errors import RnnlabError
 
 Batch = dict[str, Tensor]
@@ -239,6 +240,7 @@ class Trainer:
         checkpoint_dir: if given, a resumable checkpoint is kept there (every epoch, every
             ``cfg.checkpoint_every`` steps, and on SIGINT/SIGTERM).
         resume_hint: the command that resumes this run, for messages.
+        world: the training processes under torchrun; each trains on its slice of every batch.
     """
 
     def __init__(
@@ -253,11 +255,16 @@ class Trainer:
         console: Console | None = None,
         checkpoint_dir: Path | None = None,
         resume_hint: str = "",
+        world: World | None = None,
     ) -> None:
         self.model, self.cfg, self.loss_fn, self.evaluate = model.to(device), cfg, loss_fn, evaluate
+        self.world = world or World()
+        self.trained = self.world.wrap(self.model, device)  # what the loss runs: DDP under torchrun
         self.device, self.callbacks, self.quiet = device, callbacks, quiet
         self.console = console or Console(stderr=True)
         self.checkpoint_dir, self.resume_hint = checkpoint_dir, resume_hint
+        if device.type == "cpu":
+            runtime.keep_freed_memory()
         self.optimizer = build_optimizer(model.parameters(), cfg)
         # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and does not.
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
@@ -271,12 +278,14 @@ class Trainer:
         return nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm or math.inf)
 
     def _step(
-        self, batch: Batch, carry: Any, stateful: bool, epoch: int, step: int
+        self, batch: Batch, carry: Any, stateful: bool, epoch: int, step: int, share: float = 1.0
     ) -> tuple[Tensor, Any]:
         with autocast(self.device, self.cfg.precision):
-            loss, carry = self.loss_fn(self.model, batch, carry)
+            loss, carry = self.loss_fn(self.trained, batch, carry)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        # DDP averages the processes' gradients; weighting each by its share of the global batch
+        # makes that average the gradient of the global batch's mean loss, even for uneven slices.
+        self.scaler.scale(loss * share if share != 1.0 else loss).backward()
         self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         norm = self._clip()
         # Checked before the update, so the weights (and the last checkpoint) stay good. On the CPU
@@ -398,9 +407,13 @@ class Trainer:
                 total = torch.tensor(p["epoch_loss"], device=self.device)  # no sync per batch
                 start, seen_here = time.perf_counter(), 0
                 batches = itertools.islice(train.epoch(epoch), p["step"], None)
-                for batch in batches:
-                    loss, carry = self._step(batch, carry, train.stateful, epoch, p["step"] + 1)
+                for whole in batches:
+                    batch = self.world.shard(whole)
                     n = batch_size_of(batch)
+                    share = self.world.size * n / batch_size_of(whole)
+                    loss, carry = self._step(
+                        batch, carry, train.stateful, epoch, p["step"] + 1, share
+                    )
                     p["step"] += 1
                     total += loss * n
                     p["epoch_seen"] += n
@@ -421,7 +434,12 @@ class Trainer:
                             f"checkpoint saved, resume with: {self.resume_hint}"
                         )
                 seconds = p["epoch_seconds"] + time.perf_counter() - start
-                mean = float(total) / max(p["epoch_seen"], 1)
+                loss_sum, seen = self.world.sum(
+                    torch.stack(
+                        [total.double(), total.new_tensor(p["epoch_seen"], dtype=torch.double)]
+                    )
+                ).tolist()
+                mean = loss_sum / max(seen, 1)
                 if not math.isfinite(mean):
                     raise self._diverged(epoch, p["step"], f"mean loss {mean}")
                 self.model.eval()

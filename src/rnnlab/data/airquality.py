@@ -120,26 +120,37 @@ def load_air_quality(
     ahead: int = 1,
     train_rows: int = 35064,
     test_rows: int = 8784,
+    neighbours: Sequence[str] = (),
 ) -> RegressionData:
-    """The lab's ``LondonAQ.npz``: one site, the given columns (the first is predicted)."""
+    """The lab's ``LondonAQ.npz``: one site, the given columns (the first is predicted).
+
+    ``neighbours`` adds the same columns of other sites as features, hour by hour: air at nearby
+    sites moves together, so their readings help forecast this one.
+    """
     path = Path(path)
     if not path.is_file():
         raise RnnlabError(f"{path}: no such file (expected LondonAQ.npz, see `rnnlab data fetch`)")
+    sites = [site, *neighbours]
     try:
         with np.load(path) as npz:
-            if site not in npz.files:
-                close = difflib.get_close_matches(site, npz.files, n=1)
-                hint = f"did you mean '{close[0]}'? " if close else ""
-                raise RnnlabError(f"{path}: no site '{site}': {hint}sites: {', '.join(npz.files)}")
-            table = npz[site]
+            for name in sites:
+                if name not in npz.files:
+                    close = difflib.get_close_matches(name, npz.files, n=1)
+                    hint = f"did you mean '{close[0]}'? " if close else ""
+                    raise RnnlabError(
+                        f"{path}: no site '{name}': {hint}sites: {', '.join(npz.files)}"
+                    )
+            tables = [npz[name] for name in sites]
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise RnnlabError(f"{path}: not a readable .npz archive ({err})") from None
     columns = list(columns)
-    bad = [c for c in columns if not 0 <= c < table.shape[1]]
+    width = min(t.shape[1] for t in tables)
+    bad = [c for c in columns if not 0 <= c < width]
     if bad or not columns:
-        raise RnnlabError(f"{path}: site {site} has columns 0..{table.shape[1] - 1}, got {columns}")
-    names = tuple(f"{site}[{c}]" for c in columns)
-    return _regression(table[:, columns], names, train_rows, test_rows, lag, ahead, path)
+        raise RnnlabError(f"{path}: site {site} has columns 0..{width - 1}, got {columns}")
+    names = tuple(f"{name}[{c}]" for name in sites for c in columns)
+    table = np.concatenate([t[:, columns] for t in tables], axis=1)
+    return _regression(table, names, train_rows, test_rows, lag, ahead, path)
 
 
 def load_csv_series(

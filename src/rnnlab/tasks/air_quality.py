@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from rnnlab import data, plots
 from rnnlab.config import TrainConfig, check_share
 from rnnlab.data.airquality import Scaler, persistence
+from rnnlab.errors import RnnlabError
 from rnnlab.metrics import regression
 from rnnlab.models import ManyToOne
 from rnnlab.tasks.base import Task
@@ -31,6 +32,7 @@ class AirQualityData:
     """Where the series comes from and how it is cut into windows."""
 
     site: str = "GEltham"
+    neighbours: list[str] = field(default_factory=list)  # other sites' columns as features
     columns: list[int | str] = field(default_factory=lambda: [0])  # CSV: index or header name
     lag: int = 6
     ahead: int = 1
@@ -41,6 +43,8 @@ class AirQualityData:
 
     def check(self) -> None:
         check_share("data.val_fraction", self.val_fraction)
+        if self.path and self.neighbours:
+            raise RnnlabError("config key data.neighbours names LondonAQ sites; not with data.path")
 
 
 @dataclass
@@ -64,7 +68,13 @@ class AirQuality(Task):
         else:
             npz = data.fetch("london-aq", self.data_dir)["LondonAQ.npz"]
             series = data.load_air_quality(
-                npz, site=d.site, columns=d.columns, lag=d.lag, ahead=d.ahead, **rows
+                npz,
+                site=d.site,
+                columns=d.columns,
+                lag=d.lag,
+                ahead=d.ahead,
+                neighbours=d.neighbours,
+                **rows,
             )
         # Validation: the last hours of the training period, in time order (no look-ahead).
         n_val = max(1, int(len(series.x_train) * d.val_fraction))

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 import rnnlab
 from rnnlab import plots
 from rnnlab.config import Config, ModelConfig, TrainConfig, load_config
+from rnnlab.distributed import World
 from rnnlab.errors import RnnlabError
 from rnnlab.rundir import (
     load_model_meta,
@@ -149,9 +150,32 @@ def run(
     """Train ``task_cls`` with ``cfg`` and write its run directory; returns the directory.
 
     With ``resume``, ``out`` is an existing run directory whose ``last/`` checkpoint is continued.
+    Under torchrun every process trains its slice of each batch and rank 0 writes the directory.
     """
-    console = console or Console(stderr=True, quiet=quiet)
     target = resolve_device(device)
+    world, target = World.from_env(target)
+    try:
+        return _run(
+            task_cls, cfg, out, target, quiet, data_dir, extra_callbacks, console, resume, world
+        )
+    finally:
+        world.close()
+
+
+def _run(
+    task_cls: type[Task],
+    cfg: Config,
+    out: Path | None,
+    target: torch.device,
+    quiet: bool,
+    data_dir: Path | None,
+    extra_callbacks: tuple[Callback, ...],
+    console: Console | None,
+    resume: bool,
+    world: World,
+) -> Path:
+    main = world.is_main  # under torchrun only rank 0 writes files and talks
+    console = console or Console(stderr=True, quiet=quiet or not main)
     if cfg.train.deterministic:
         make_deterministic()
     if cfg.train.threads is not None:
@@ -162,14 +186,15 @@ def run(
     task.to(target)
     seed_everything(cfg.train.seed)  # the model's initial weights do not depend on data loading
     model = task.build_model()
-    run_dir = new_run_dir(cfg.task, out)
-    if not resume:
+    run_dir = Path(world.broadcast(str(new_run_dir(cfg.task, out)) if main else None))
+    if main and not resume:
         write_text(run_dir / "config.toml", cfg.to_toml())
+    train_examples = task.splits["train"][next(iter(task.splits["train"]))].shape[0]
     console.print(
         f"[bold]{cfg.task}[/]: {'resuming, ' if resume else ''}"
-        f"{parameter_count(model):,} parameters on {target}, "
-        f"{task.splits['train'][next(iter(task.splits['train']))].shape[0]:,} training examples "
-        f"-> {run_dir}"
+        f"{parameter_count(model):,} parameters on {target}"
+        f"{f' x {world.size} processes' if world.size > 1 else ''}, "
+        f"{train_examples:,} training examples -> {run_dir}"
     )
     trainer = Trainer(
         model,
@@ -177,13 +202,16 @@ def run(
         task.loss,
         lambda m: task.evaluate(m, "val"),
         target,
-        callbacks=task.callbacks(run_dir) + extra_callbacks,
-        quiet=quiet,
+        callbacks=task.callbacks(run_dir) + extra_callbacks if main else (),
+        quiet=quiet or not main,
         console=console,
-        checkpoint_dir=run_dir / "last",
+        checkpoint_dir=run_dir / "last" if main else None,
         resume_hint=f"rnnlab run {cfg.task} --resume {run_dir}",
+        world=world,
     )
     result = trainer.fit(task.train_batches(), resume=resume)
+    if not main:
+        return run_dir
     write_csv(run_dir / "history.csv", result.history)
     model.eval()
     started = time.perf_counter()
@@ -194,8 +222,10 @@ def run(
         eval_seconds=round(time.perf_counter() - started, 3),
         epochs=len(result.history),
         best_epoch=result.best_epoch,
+        train_examples=train_examples,
         parameters=parameter_count(model),
         device=str(target),
+        processes=world.size,
         rnnlab_version=rnnlab.__version__,
     )
     save_model(run_dir, model, {"task": cfg.task, **task.meta})

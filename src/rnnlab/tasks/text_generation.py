@@ -10,8 +10,9 @@ out. Two ways to train on the first 90 %:
   one chunk to the next (its gradient cut there) and reset each epoch.
 
 Model: one-hot (or embedded) characters, an LSTM, a softmax over the vocabulary.
-What it learned: bits per character on the held-out text, and samples at the lab's temperatures
-every ``train.sample_every`` epochs in ``samples.txt``; ``rnnlab generate`` writes more.
+What it learned: bits per character on the held-out text (beside ``unigram_bpc``, what knowing only
+the characters' frequencies scores), and samples at the lab's temperatures every
+``train.sample_every`` epochs in ``samples.txt``; ``rnnlab generate`` writes more.
 """
 
 from __future__ import annotations
@@ -155,6 +156,10 @@ class TextGeneration(Task):
         # The lab has no test text: the test metrics are the held-out text's, at the best epoch.
         self.splits = {"train": train, "val": held_out, "test": held_out}
         self.meta = {"vocab": corpus.vocab.to_json(), "lower": d.lower}
+        # The trivial baseline: every character at its training frequency, the context ignored
+        # (add-one counts, so a character the training text lacks is not infinitely surprising).
+        counts = torch.bincount(corpus.train, minlength=len(corpus.vocab)).double() + 1.0
+        self.unigram_bpc = float(-(counts / counts.sum()).log2()[corpus.val[1:]].mean())
 
     @property
     def vocab(self) -> CharVocab:
@@ -199,7 +204,7 @@ class TextGeneration(Task):
 
     def report(self, run_dir: Path, model: nn.Module) -> dict[str, Any]:
         # metrics.json carries the monitored val_bpc too (at the best epoch), beside test_bpc.
-        return self.evaluate(model, "val")
+        return {**self.evaluate(model, "val"), "unigram_bpc": self.unigram_bpc}
 
     def samples(self, model: nn.Module, prime: str | None = None, **kwargs: Any) -> list[Sample]:
         """Continue ``prime`` (random if None) with :func:`rnnlab.generate.generate`.

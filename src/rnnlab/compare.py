@@ -1,0 +1,235 @@
+"""Studies of several runs: RNN vs LSTM vs GRU on one task, a few seeds each.
+
+:func:`run_series` trains independent runs one after another under one progress display (the lab
+report uses it too); :func:`compare` plans one run per cell and seed through the task's own config
+and :func:`rnnlab.tasks.run`, then summarises them: ``compare.csv`` (one row per run),
+``compare.md`` (mean ± standard deviation of every metric per cell) and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from rnnlab import plots
+from rnnlab.config import Config
+from rnnlab.errors import RnnlabError
+from rnnlab.recurrent import CELLS
+from rnnlab.rundir import new_run_dir, write_csv, write_text
+from rnnlab.tasks import Task, get_task, run
+from rnnlab.train import Callback, Trainer
+
+
+@dataclass
+class Planned:
+    """One run of a series: a label for the display, the task, its config, its run directory."""
+
+    label: str
+    task: type[Task]
+    cfg: Config
+    out: Path
+
+
+def parse_cells(text: str) -> list[str]:
+    """``"rnn,lstm,gru"`` -> the cell names, checked; an unknown one names ``--cells``."""
+    cells = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in cells if c not in CELLS]
+    if unknown or not cells:
+        raise RnnlabError(
+            f"--cells {text!r}: expected a comma-separated list of {', '.join(CELLS)}"
+        )
+    return list(dict.fromkeys(cells))  # a cell named twice runs once
+
+
+def run_series(
+    planned: Sequence[Planned],
+    device: str = "auto",
+    data_dir: Path | None = None,
+    quiet: bool = False,
+) -> list[Path]:
+    """Train every planned run in turn; one bar counts the epochs of all of them.
+
+    Runs share nothing (each loads its data and seeds itself), so one after another is the whole
+    schedule: two at once would only split the same cores.
+    """
+    console = Console(stderr=True, quiet=quiet)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epochs  {task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,  # a line per finished run stays; the bar goes
+    )
+    done, run_dirs = 0, []
+    with progress:
+        bar = progress.add_task("", total=sum(p.cfg.train.epochs for p in planned), info="")
+        for i, plan in enumerate(planned):
+            progress.update(bar, description=f"run {i + 1}/{len(planned)} {plan.label}")
+            advance = _advancer(progress, bar, done, plan.cfg)
+            run_dir = run(
+                plan.task,
+                plan.cfg,
+                plan.out,
+                device,
+                quiet=True,
+                data_dir=data_dir,
+                extra_callbacks=(advance,),
+                console=Console(quiet=True),
+            )
+            # Early stopping ends a run short of its epochs: the bar skips the rest.
+            done += plan.cfg.train.epochs
+            progress.update(bar, completed=done)
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            progress.console.print(
+                f"{plan.label}: {_monitored(plan.cfg, metrics)}, "
+                f"{metrics['train_seconds']:.1f} s of training -> {run_dir}"
+            )
+            run_dirs.append(run_dir)
+    return run_dirs
+
+
+def _advancer(progress: Progress, bar: TaskID, start: int, cfg: Config) -> Callback:
+    """A training callback that moves the series' bar to this run's epoch."""
+    monitor, epochs = cfg.train.monitor, cfg.train.epochs
+
+    def advance(trainer: Trainer, epoch: int, row: dict[str, float]) -> None:
+        progress.update(
+            bar,
+            completed=start + epoch,
+            info=f"(this run {epoch}/{epochs})  {monitor} {row[monitor]:.4f}",
+        )
+
+    return advance
+
+
+def _monitored(cfg: Config, metrics: dict[str, Any]) -> str:
+    # The test-set twin of the monitored metric (val_accuracy -> test_accuracy), else the monitor.
+    key = "test_" + cfg.train.monitor.removeprefix("val_")
+    key = key if key in metrics else cfg.train.monitor
+    return f"{key} {metrics[key]:.4f}" if key in metrics else "done"
+
+
+def compare(
+    task_name: str,
+    cells: Sequence[str],
+    seeds: int,
+    overrides: Sequence[str] = (),
+    config: Path | None = None,
+    out: Path | None = None,
+    device: str = "auto",
+    data_dir: Path | None = None,
+    quiet: bool = False,
+) -> tuple[Path, dict[str, dict[str, str]]]:
+    """Train ``task_name`` with every cell and ``seeds`` seeds; write the study.
+
+    Seeds count up from the config's ``train.seed``. Every config is built (and checked) before
+    the first run starts, so a bad ``--set`` fails in a second, not after an hour of training.
+    Returns the study's folder and its summary (:func:`summarise`).
+    """
+    if seeds < 1:
+        raise RnnlabError(f"--seeds must be >= 1, got {seeds}")
+    task_cls = get_task(task_name)
+    base_seed = task_cls.config(config, overrides).train.seed
+    seeds_used = range(base_seed, base_seed + seeds)
+    configs = {
+        (cell, seed): task_cls.config(
+            config, [*overrides, f"model.cell='{cell}'", f"train.seed={seed}"]
+        )
+        for cell in cells
+        for seed in seeds_used
+    }
+    out = new_run_dir(f"compare/{task_name}", out)
+    planned = [
+        Planned(f"{cell} seed {seed}", task_cls, cfg, out / f"{cell}-seed{seed}")
+        for (cell, seed), cfg in configs.items()
+    ]
+    run_dirs = run_series(planned, device, data_dir, quiet)
+    rows, histories = [], {cell: [] for cell in cells}
+    for plan, run_dir in zip(planned, run_dirs, strict=True):
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        cell = plan.cfg.model.cell
+        rows.append({"cell": cell, "seed": plan.cfg.train.seed, "run_dir": run_dir.name, **metrics})
+        with open(run_dir / "history.csv", newline="") as f:
+            histories[cell].append([{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)])
+    write_csv(out / "compare.csv", rows)
+    table = summarise(cells, rows)
+    command = " ".join(
+        [f"rnnlab compare {task_name} --cells {','.join(cells)} --seeds {seeds}"]
+        + ([f"--config {config}"] if config else [])
+        + [f"--set {s}" for s in overrides]
+    )
+    write_text(out / "compare.md", summary_markdown(task_name, cells, table, seeds_used, command))
+    plots.compare_curves(histories, out / "curves.png", title=task_name)
+    return out, table
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1); the deviation of one value is 0."""
+    mean = statistics.fmean(values)
+    return mean, statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _number(x: float, digits: int) -> str:
+    # Significant digits, but whole numbers once they are that long (parameters, seconds).
+    return f"{x:,.0f}" if abs(x) >= 10**digits else f"{x:.{digits}g}"
+
+
+def summarise(cells: Sequence[str], rows: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """``{metric: {cell: "mean ± std"}}`` over every numeric key of the runs' ``metrics.json``."""
+    skip = {"seed"}
+    keys = [
+        k
+        for k, v in rows[0].items()
+        if k not in skip and isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    table: dict[str, dict[str, str]] = {}
+    for key in keys:
+        table[key] = {}
+        for cell in cells:
+            values = [float(r[key]) for r in rows if r["cell"] == cell and key in r]
+            mean, std = mean_std(values)
+            table[key][cell] = f"{_number(mean, 4)} ± {_number(std, 2)}"
+    return table
+
+
+def summary_markdown(
+    task_name: str,
+    cells: Sequence[str],
+    table: dict[str, dict[str, str]],
+    seeds: Sequence[int],
+    command: str,
+) -> str:
+    """``compare.md``: what was run, then one row per metric and one column per cell."""
+    lines = [
+        f"# {task_name}: {' vs '.join(cells)}",
+        "",
+        f"`{command}`",
+        "",
+        f"Mean ± sample standard deviation over seeds {', '.join(map(str, seeds))} "
+        "(the task's settings otherwise); every run is a row of `compare.csv`.",
+        "",
+        "| metric | " + " | ".join(cells) + " |",
+        "|---|" + "---|" * len(cells),
+    ]
+    for key, by_cell in table.items():
+        lines.append(f"| {key} | " + " | ".join(by_cell[c] for c in cells) + " |")
+    lines += ["", "![validation curves, mean and ± one standard deviation](curves.png)", ""]
+    return "\n".join(lines)

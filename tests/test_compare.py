@@ -1,0 +1,74 @@
+"""`rnnlab compare`: every cell, a few seeds each, one row per run, mean ± std per cell."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from cli_helpers import assert_one_line_error, rnnlab
+
+from rnnlab import plots
+from rnnlab.compare import mean_std
+
+TINY = ["data.train_rows=600", "data.test_rows=200", "model.hidden=8", "train.epochs=1"]
+
+
+def _sets(*sets: str) -> list[str]:
+    return [arg for s in sets for arg in ("--set", s)]
+
+
+def test_compare_writes_one_row_per_run_and_a_summary_per_cell(capsys, shared_data, tmp_path):
+    out = tmp_path / "study"
+    code, stdout, err = rnnlab(
+        capsys, "compare", "air-quality", "--cells", "rnn,lstm,gru", "--seeds", "2",
+        "--device", "cpu", "--data-dir", str(shared_data), "--out", str(out), *_sets(*TINY),
+    )  # fmt: skip
+    assert code == 0, err
+    assert {"compare.csv", "compare.md", "curves.png"} <= {p.name for p in out.iterdir()}
+    with open(out / "compare.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["cell"], r["seed"]) for r in rows] == [
+        (cell, seed) for cell in ("rnn", "lstm", "gru") for seed in ("0", "1")
+    ]
+    assert {"run_dir", "test_r2", "test_mse", "persistence_r2", "train_seconds"} <= set(rows[0])
+    for row in rows:
+        assert (out / row["run_dir"] / "metrics.json").is_file()
+    # The two seeds are two different runs.
+    assert rows[0]["test_mse"] != rows[1]["test_mse"]
+    md = (out / "compare.md").read_text()
+    assert "| metric | rnn | lstm | gru |" in md
+    table = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if "±" in line}
+    assert {"test_r2", "test_mse", "train_seconds"} <= set(table)
+    assert table["test_r2"].count("±") == 3
+    assert "rnnlab compare air-quality --cells rnn,lstm,gru --seeds 2" in md
+    assert "test_r2" in stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--cells", "lstm,cnn"], ["--cells", "lstm,cnn"]),
+        (["--seeds", "0"], ["--seeds"]),
+        (["--set", "train.epochz=1"], ["train.epochz"]),
+        (["--set", "model.forget_bias=1.0"], ["model.forget_bias", "lstm"]),
+    ],
+)
+def test_compare_bad_options_fail_before_any_run(capsys, tmp_path, args, names):
+    out = tmp_path / "study"
+    code, _, err = rnnlab(capsys, "compare", "air-quality", "--out", str(out), *args)
+    assert_one_line_error(code, err, *names)
+    assert not out.exists()
+
+
+def test_mean_and_sample_standard_deviation():
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    assert mean_std([0.5]) == (0.5, 0.0)
+
+
+def test_curves_of_runs_that_stopped_at_different_epochs(tmp_path):
+    def history(values):
+        return [{"epoch": i + 1, "train_loss": 1.0, "val_acc": v} for i, v in enumerate(values)]
+
+    histories = {"lstm": [history([0.1, 0.2, 0.3]), history([0.2, 0.3])], "gru": [history([0.5])]}
+    plots.compare_curves(histories, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
