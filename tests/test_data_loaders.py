@@ -166,6 +166,14 @@ def test_ucr_csv_copy_reads_as_the_tsv(shared_data, tmp_path):
     np.testing.assert_allclose(b.x_train.std(axis=1)[varying], 1, atol=1e-4)
 
 
+def test_ucr_differences_add_each_steps_change_as_a_second_feature(tmp_path):
+    (tmp_path / "X_TRAIN.tsv").write_text("1\t1.0\t3.0\t2.0\n2\t0.0\t0.0\t5.0\n")
+    data = load_ucr(tmp_path / "X_TRAIN.tsv", tmp_path / "X_TRAIN.tsv", differences=True)
+    assert data.x_train.shape == (2, 3, 2)
+    np.testing.assert_array_equal(data.x_train[0], [[1, 0], [3, 2], [2, -1]])
+    np.testing.assert_array_equal(data.x_test[1], [[0, 0], [0, 0], [5, 5]])
+
+
 @pytest.mark.parametrize(
     "row, fragments",
     [

@@ -92,11 +92,21 @@ def _znorm(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
 
 
+def _with_differences(x: np.ndarray) -> np.ndarray:
+    """(N, T) -> (N, T, 2): each reading and its change since the previous one (0 at the start)."""
+    change = np.diff(x, axis=1, prepend=x[:, :1])
+    return np.stack([x, change], axis=-1)
+
+
 def load_ucr(
-    train_path: str | Path, test_path: str | Path, znorm: bool = False
+    train_path: str | Path,
+    test_path: str | Path,
+    znorm: bool = False,
+    differences: bool = False,
 ) -> ClassificationData:
     """A UCR train/test pair; ``znorm`` normalises each series to mean 0, std 1 (per series, so
-    nothing is learned from other rows and no statistic crosses the split)."""
+    nothing is learned from other rows and no statistic crosses the split); ``differences`` adds
+    each step's change as a second feature, so the recurrent cell sees edges without learning them."""
     y_train, x_train = read_ucr(train_path)
     y_test, x_test = read_ucr(test_path)
     if x_train.shape[1] != x_test.shape[1]:
@@ -112,10 +122,11 @@ def load_ucr(
         )
     if znorm:
         x_train, x_test = _znorm(x_train), _znorm(x_test)
+    features = _with_differences if differences else (lambda x: x[:, :, None])
     return ClassificationData(
-        x_train=x_train[:, :, None].astype(np.float32),
+        x_train=features(x_train).astype(np.float32),
         y_train=np.searchsorted(classes, y_train).astype(np.int64),
-        x_test=x_test[:, :, None].astype(np.float32),
+        x_test=features(x_test).astype(np.float32),
         y_test=np.searchsorted(classes, y_test).astype(np.int64),
         classes=classes,
     )

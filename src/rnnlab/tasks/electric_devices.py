@@ -32,6 +32,7 @@ class UCRData:
     train: str | None = None
     test: str | None = None
     znorm: bool = False
+    differences: bool = False  # each step's change as a second input feature
     val_fraction: float = 0.1
 
     def check(self) -> None:
@@ -101,7 +102,7 @@ class ElectricDevices(Classifier):
                 files["ElectricDevices_TRAIN.tsv"],
                 files["ElectricDevices_TEST.tsv"],
             )
-        ucr = data.load_ucr(train_path, test_path, znorm=d.znorm)
+        ucr = data.load_ucr(train_path, test_path, znorm=d.znorm, differences=d.differences)
         x, y = torch.from_numpy(ucr.x_train), torch.from_numpy(ucr.y_train)
         keep, held = stratified_holdout(y, d.val_fraction, self.cfg.train.seed)
         self.splits = {
