@@ -54,6 +54,15 @@ def test_two_gloo_processes_match_one_process(shared_data, tmp_path):
 
 def test_each_process_takes_its_own_rows_of_the_batch():
     batch = {"x": torch.arange(10)[:, None], "y": torch.arange(10)}
-    rows = [World(rank, 3).shard(batch)["y"].tolist() for rank in range(3)]
-    assert rows == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
-    assert World().shard(batch) is batch
+    parts = [World(rank, 3).shard(batch) for rank in range(3)]
+    assert [(part["y"].tolist(), n) for part, n in parts] == [
+        ([0, 3, 6, 9], 4), ([1, 4, 7], 3), ([2, 5, 8], 3),
+    ]  # fmt: skip
+    alone, n = World().shard(batch)
+    assert alone is batch and n == 10
+
+
+def test_a_process_left_without_rows_gets_a_stand_in_row_of_weight_zero():
+    batch = {"x": torch.arange(2)[:, None], "y": torch.arange(2)}
+    part, n = World(2, 3).shard(batch)
+    assert part["y"].tolist() == [0] and n == 0

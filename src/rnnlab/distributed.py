@@ -47,11 +47,20 @@ class World:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         return cls(dist.get_rank(), dist.get_world_size()), device
 
-    def shard(self, batch: Batch) -> Batch:
-        """This process's rows of a global batch: ``rank``, ``rank + size``, ..."""
+    def shard(self, batch: Batch) -> tuple[Batch, int]:
+        """This process's rows of a global batch (``rank``, ``rank + size``, ...) and their count.
+
+        A batch with fewer rows than processes leaves some processes none; they still have to
+        join the gradient exchange, so they get row 0 as a stand-in and a count of 0, which the
+        trainer turns into a loss weight of 0.
+        """
         if self.size == 1:
-            return batch
-        return {name: t[self.rank :: self.size] for name, t in batch.items()}
+            return batch, len(next(iter(batch.values())))
+        part = {name: t[self.rank :: self.size] for name, t in batch.items()}
+        rows = len(next(iter(part.values())))
+        if rows == 0:
+            part = {name: t[:1] for name, t in batch.items()}
+        return part, rows
 
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
         """The module to train: ``model`` itself, or a DistributedDataParallel around it."""
@@ -75,10 +84,12 @@ class World:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def close(self) -> None:
-        """Wait for every process (rank 0 writes the run directory last), then leave the group."""
+    def close(self, wait: bool = True) -> None:
+        """Leave the process group; with ``wait``, first wait for every process (rank 0 writes
+        the run directory last). After a failure nobody waits: the others may never arrive."""
         if self.size > 1 and dist.is_initialized():
-            dist.barrier()
+            if wait:
+                dist.barrier()
             dist.destroy_process_group()
 
 

@@ -408,8 +408,7 @@ class Trainer:
                 start, seen_here = time.perf_counter(), 0
                 batches = itertools.islice(train.epoch(epoch), p["step"], None)
                 for whole in batches:
-                    batch = self.world.shard(whole)
-                    n = batch_size_of(batch)
+                    batch, n = self.world.shard(whole)
                     share = self.world.size * n / batch_size_of(whole)
                     loss, carry = self._step(
                         batch, carry, train.stateful, epoch, p["step"] + 1, share

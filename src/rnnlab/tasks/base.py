@@ -155,11 +155,14 @@ def run(
     target = resolve_device(device)
     world, target = World.from_env(target)
     try:
-        return _run(
+        run_dir = _run(
             task_cls, cfg, out, target, quiet, data_dir, extra_callbacks, console, resume, world
         )
-    finally:
-        world.close()
+    except BaseException:
+        world.close(wait=False)
+        raise
+    world.close()
+    return run_dir
 
 
 def _run(
