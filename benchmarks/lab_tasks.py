@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import resource
 import sys
@@ -34,9 +35,11 @@ from torch import nn
 
 import rnnlab
 from rnnlab.config import CONFIG_DIR
+from rnnlab.distributed import launch
 from rnnlab.recurrent import Recurrent
 from rnnlab.report import KERAS
 from rnnlab.tasks import TASKS, get_task, run
+from rnnlab.train import resolve_device
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -138,6 +141,25 @@ def peak_memory(device: str) -> Iterator[dict[str, float]]:
         thread.join()
 
 
+def measure(task_cls: type, cfg, out: Path, device: str, data_dir: Path | None) -> dict:
+    """Run one task in this process: wall seconds, counted FLOP, peak memory, its metrics.
+
+    Under ``--procs`` every process measures its own share; rank 0's run directory has the
+    metrics (the others read them once the run is over and everyone has met at its end).
+    """
+    memory_device = "cuda" if resolve_device(device).type == "cuda" else "cpu"
+    with count_flops() as flops, peak_memory(memory_device) as memory:
+        start = time.perf_counter()
+        run_dir = run(task_cls, cfg, out, device, True, data_dir)
+        wall = time.perf_counter() - start
+    return {
+        "wall": wall,
+        "flops": flops["flops"],
+        "mb": memory["mb"],
+        "metrics": json.loads((run_dir / "metrics.json").read_text()),
+    }
+
+
 def bench(
     task: str,
     overrides: list[str],
@@ -145,6 +167,7 @@ def bench(
     device: str,
     data_dir: Path | None,
     peaks: dict[str, float],
+    procs: int = 1,
 ) -> dict:
     name = task
     task, extra = VARIANTS.get(name, (name, []))
@@ -156,19 +179,20 @@ def bench(
         raise SystemExit(f"no best config for {task}: {config}")
     cfg = task_cls.config(config, overrides)
     with tempfile.TemporaryDirectory() as out:
-        with count_flops() as flops, peak_memory(peaks["device"]) as memory:
-            start = time.perf_counter()
-            run_dir = run(task_cls, cfg, Path(out) / task, device, True, data_dir)
-            wall = time.perf_counter() - start
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        if procs == 1:
+            result = measure(task_cls, cfg, Path(out) / task, device, data_dir)
+        else:
+            result = measure_processes(name, overrides, best, device, data_dir, procs, Path(out))
+    wall, metrics = result["wall"], result["metrics"]
     ref = KERAS.get(task)  # the lab's Keras figures (a variant compares with its task's)
     key, keras_wall, keras_metric = (
         (ref.metric, ref.keras_seconds, ref.keras) if ref else ("", float("nan"), float("nan"))
     )
-    rate = flops["flops"] / wall
+    rate = result["flops"] / wall
     return {
         "task": name,
         "config": str(config) if config else "lab",
+        "processes": procs,
         "wall_s": round(wall, 2),
         "train_s": metrics["train_seconds"],
         "epochs": metrics["epochs"],
@@ -176,8 +200,8 @@ def bench(
         "samples_per_s": round(
             metrics["train_examples"] * metrics["epochs"] / metrics["train_seconds"]
         ),
-        "peak_memory_mb": round(memory["mb"]),
-        "gflop": round(flops["flops"] / 1e9, 1),
+        "peak_memory_mb": round(result["mb"]),
+        "gflop": round(result["flops"] / 1e9, 1),
         "gflop_per_s": round(rate / 1e9, 1),
         "fraction_of_fp32_peak": round(rate / peaks["fp32"], 3),
         "fraction_of_bf16_peak": round(rate / peaks["bf16"], 3),
@@ -188,6 +212,48 @@ def bench(
         "speedup_vs_keras": round(keras_wall / wall, 2),
         "metrics": metrics,
     }
+
+
+def measure_processes(
+    name: str,
+    overrides: list[str],
+    best: bool,
+    device: str,
+    data_dir: Path | None,
+    procs: int,
+    out: Path,
+) -> dict:
+    """Run one task in ``procs`` data-parallel processes, as ``rnnlab run --procs`` does.
+
+    The wall time is this process's, around the launch: it includes starting the processes,
+    their imports and their meeting, which one process does not pay. FLOP and memory are the
+    sums over the processes (each counts its own); the metrics are rank 0's.
+    """
+    args = [__file__, "--worker", str(out), "--tasks", name, "--device", device]
+    args += [f"--set={s}" for s in overrides] + ["--best"] * best
+    args += ["--data-dir", str(data_dir)] if data_dir else []
+    start = time.perf_counter()
+    launch(procs, args, str(resolve_device(device)))
+    wall = time.perf_counter() - start
+    parts = [json.loads((out / f"rank{r}.json").read_text()) for r in range(procs)]
+    return {
+        "wall": wall,
+        "flops": sum(p["flops"] for p in parts),
+        "mb": sum(p["mb"] for p in parts),
+        "metrics": parts[0]["metrics"],
+    }
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One process of :func:`measure_processes`: measure its share, leave it in a file."""
+    name = args.tasks
+    task, extra = VARIANTS.get(name, (name, []))
+    overrides = args.set if args.best else extra + args.set
+    task_cls = get_task(task)
+    config = CONFIG_DIR / f"{task}-best.toml" if args.best else None
+    cfg = task_cls.config(config, overrides)
+    result = measure(task_cls, cfg, args.worker / "run", args.device, args.data_dir)
+    (args.worker / f"rank{os.environ['RANK']}.json").write_text(json.dumps(result))
 
 
 def main() -> None:
@@ -202,14 +268,22 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--procs", type=int, default=1, help="data-parallel processes per task (rnnlab --procs)"
+    )
+    parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker is not None:
+        worker(args)
+        return
 
     header = {
         "rnnlab": rnnlab.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
+        "processes": args.procs,
+        "threads": torch.get_num_threads() if args.procs == 1 else None,
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
     device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
@@ -228,7 +302,7 @@ def main() -> None:
         f"{'keras s':>8}{'keras':>7}{'speedup':>8}"
     )
     for task in args.tasks.split(","):
-        row = bench(task, args.set, args.best, args.device, args.data_dir, peaks)
+        row = bench(task, args.set, args.best, args.device, args.data_dir, peaks, args.procs)
         rows.append(row)
         value = row["value"] if row["value"] is not None else float("nan")
         print(

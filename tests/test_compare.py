@@ -72,3 +72,18 @@ def test_curves_of_runs_that_stopped_at_different_epochs(tmp_path):
     histories = {"lstm": [history([0.1, 0.2, 0.3]), history([0.2, 0.3])], "gru": [history([0.5])]}
     plots.compare_curves(histories, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_can_train_each_run_in_two_processes(capfd, shared_data, tmp_path):
+    out = tmp_path / "study"
+    code, stdout, err = rnnlab(
+        capfd, "compare", "air-quality", "--cells", "lstm", "--seeds", "1", "--procs", "2",
+        "--device", "cpu", "--data-dir", str(shared_data), "--out", str(out), *_sets(*TINY),
+    )  # fmt: skip
+    assert code == 0, err
+    with open(out / "compare.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["cell"], r["processes"]) for r in rows] == [("lstm", "2")]
+    assert "--procs 2" in (out / "compare.md").read_text()
+    # The series reports each run once; the launched run's own "run directory" line is dropped.
+    assert "run directory:" not in stdout + err

@@ -19,15 +19,16 @@ SETTINGS = [
 ]  # fmt: skip
 
 
-def _rnnlab(launcher: list[str], out, shared_data) -> None:
+def _rnnlab(
+    launcher: list[str], out, shared_data, extra: tuple[str, ...] = (), settings=SETTINGS
+) -> subprocess.CompletedProcess:
     args = [*launcher, "-m", "rnnlab", "run", "air-quality", "--quiet", "--device", "cpu"]
-    args += ["--out", str(out), "--data-dir", str(shared_data)]
-    for s in SETTINGS:
+    args += ["--out", str(out), "--data-dir", str(shared_data), *extra]
+    for s in settings:
         args += ["--set", s]
     # One thread per process on both sides: the same arithmetic, and no oversubscription.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _history(out) -> list[dict[str, float]]:
@@ -37,10 +38,19 @@ def _history(out) -> list[dict[str, float]]:
         ]
 
 
-def test_two_gloo_processes_match_one_process(shared_data, tmp_path):
-    _rnnlab([sys.executable], tmp_path / "one", shared_data)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    _rnnlab([*torchrun, "--nproc_per_node", "2"], tmp_path / "two", shared_data)
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+@pytest.mark.parametrize(
+    ("launcher", "extra"),
+    [(TORCHRUN, ()), ([sys.executable], ("--procs", "2"))],
+    ids=["torchrun", "procs"],
+)
+def test_two_gloo_processes_match_one_process(shared_data, tmp_path, launcher, extra):
+    done = _rnnlab([sys.executable], tmp_path / "one", shared_data)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = _rnnlab(launcher, tmp_path / "two", shared_data, extra)
+    assert done.returncode == 0, done.stderr[-3000:]
 
     # Only rank 0 wrote: the two run directories and nothing else.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
@@ -66,3 +76,33 @@ def test_a_process_left_without_rows_gets_a_stand_in_row_of_weight_zero():
     batch = {"x": torch.arange(2)[:, None], "y": torch.arange(2)}
     part, n = World(2, 3).shard(batch)
     assert part["y"].tolist() == [0] and n == 0
+
+
+def test_a_bad_config_under_procs_is_one_line(shared_data, tmp_path):
+    bad = [*SETTINGS, "data.lag=100000"]
+    done = _rnnlab([sys.executable], tmp_path / "bad", shared_data, ("--procs", "2"), bad)
+    assert done.returncode == 2
+    assert done.stderr.count("error:") == 1, done.stderr
+    assert "lag + ahead" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_failed_process_leaves_its_message_for_the_launcher(tmp_path, monkeypatch):
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from rnnlab.distributed import report_failure
+
+    path = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(path))
+    report_failure("data.path x.csv: no such file")
+    failure = ProcessFailure(local_rank=1, pid=1, exitcode=2, error_file=str(path))
+    assert failure.error_file_data["message"] == "data.path x.csv: no such file"
+    assert failure.error_file_data["rnnlab"] is True
+
+
+def test_procs_must_be_positive(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "rnnlab", "run", "air-quality", "--procs", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.strip() == "error: --procs must be >= 1, got 0"

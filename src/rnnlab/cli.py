@@ -29,6 +29,11 @@ DataDir = typer.Option(
 )
 Device = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 Quiet = typer.Option(False, "--quiet", help="No progress display.")
+Procs = typer.Option(
+    1,
+    "--procs",
+    help="Train in this many data-parallel processes (torchrun's engine; CPU cores split).",
+)
 
 
 def _version(value: bool) -> None:
@@ -82,6 +87,7 @@ def run(
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue the run in this directory from its last checkpoint."
     ),
+    procs: int = Procs,
 ) -> None:
     """Train a task and write its run directory (config, history, metrics, model, plots).
 
@@ -89,7 +95,8 @@ def run(
     """
     from rnnlab import checkpoint
     from rnnlab import tasks as registry
-    from rnnlab.distributed import is_main_process
+    from rnnlab.distributed import is_main_process, relaunch
+    from rnnlab.train import resolve_device
     from rnnlab.train import tensorboard as tensorboard_callback
 
     task_cls = registry.get_task(task)
@@ -101,7 +108,10 @@ def run(
         if not checkpoint.exists(resume / "last"):
             raise RnnlabError(f"--resume {resume}: no checkpoint in {resume / 'last'}")
         config, out_dir = resume / "config.toml", resume
-    cfg = task_cls.config(config, set_)
+    cfg = task_cls.config(config, set_)  # with --procs, a bad config fails here, once
+    if procs != 1:
+        relaunch(procs, str(resolve_device(device)))
+        return
     extra = ()
     if tensorboard:
         target = out_dir or Path("runs") / task
@@ -206,15 +216,25 @@ def compare(
     device: str = Device,
     quiet: bool = Quiet,
     data_dir: Path | None = DataDir,
+    procs: int = Procs,
 ) -> None:
     """Train every cell on a task with a few seeds each: compare.csv, compare.md, curves.png."""
     from rnnlab.compare import compare as compare_cells
     from rnnlab.compare import parse_cells
+    from rnnlab.distributed import is_main_process, relaunch
+    from rnnlab.tasks import get_task
+    from rnnlab.train import resolve_device
 
     chosen = parse_cells(cells)
+    if procs != 1:
+        get_task(task).config(config, set_)  # a bad config fails here, once
+        relaunch(procs, str(resolve_device(device)))
+        return
     folder, summary = compare_cells(
         task, chosen, seeds, set_, config, out_dir, device, data_dir, quiet
     )
+    if not is_main_process():
+        return
     table = Table(title=f"{task}: mean ± std over {seeds} seed(s)", header_style="bold")
     table.add_column("metric")
     for cell in chosen:
@@ -371,7 +391,11 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except RnnlabError as error:
-        print(f"error: {error}", file=sys.stderr)
+        from rnnlab.distributed import is_main_process, report_failure
+
+        report_failure(str(error))  # for the launcher of `run --procs`, if there is one
+        if is_main_process():  # the other processes of a run fail alike; one line is enough
+            print(f"error: {error}", file=sys.stderr)
         sys.exit(getattr(error, "exit_code", 2))
     except TyperException as error:  # usage errors: unknown option, missing argument...
         ctx = getattr(error, "ctx", None)

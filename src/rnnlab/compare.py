@@ -28,11 +28,12 @@ from rich.progress import (
 
 from rnnlab import plots
 from rnnlab.config import Config
+from rnnlab.distributed import World, is_main_process
 from rnnlab.errors import RnnlabError
 from rnnlab.recurrent import CELLS
 from rnnlab.rundir import new_run_dir, write_csv, write_text
 from rnnlab.tasks import Task, get_task, run
-from rnnlab.train import Callback, Trainer
+from rnnlab.train import Callback, Trainer, resolve_device
 
 
 @dataclass
@@ -65,9 +66,10 @@ def run_series(
     """Train every planned run in turn; one bar counts the epochs of all of them.
 
     Runs share nothing (each loads its data and seeds itself), so one after another is the whole
-    schedule: two at once would only split the same cores.
+    schedule. Under ``--procs``/torchrun every process walks the same series (each run is
+    data-parallel) and only rank 0 shows it.
     """
-    console = Console(stderr=True, quiet=quiet)
+    console = Console(stderr=True, quiet=quiet or not is_main_process())
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -142,7 +144,8 @@ def compare(
 
     Seeds count up from the config's ``train.seed``. Every config is built (and checked) before
     the first run starts, so a bad ``--set`` fails in a second, not after an hour of training.
-    Returns the study's folder and its summary (:func:`summarise`).
+    Under ``--procs``/torchrun every process trains every run with the others and rank 0
+    writes. Returns the study's folder and its summary (:func:`summarise`).
     """
     if seeds < 1:
         raise RnnlabError(f"--seeds must be >= 1, got {seeds}")
@@ -156,7 +159,10 @@ def compare(
         for cell in cells
         for seed in seeds_used
     }
-    out = new_run_dir(f"compare/{task_name}", out)
+    world, _ = World.from_env(resolve_device(device))
+    out = Path(
+        world.broadcast(str(new_run_dir(f"compare/{task_name}", out)) if world.is_main else None)
+    )
     planned = [
         Planned(f"{cell} seed {seed}", task_cls, cfg, out / f"{cell}-seed{seed}")
         for (cell, seed), cfg in configs.items()
@@ -169,12 +175,15 @@ def compare(
         rows.append({"cell": cell, "seed": plan.cfg.train.seed, "run_dir": run_dir.name, **metrics})
         with open(run_dir / "history.csv", newline="") as f:
             histories[cell].append([{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)])
-    write_csv(out / "compare.csv", rows)
     table = summarise(cells, rows)
+    if not world.is_main:
+        return out, table
+    write_csv(out / "compare.csv", rows)
     command = " ".join(
         [f"rnnlab compare {task_name} --cells {','.join(cells)} --seeds {seeds}"]
         + ([f"--config {config}"] if config else [])
         + [f"--set {s}" for s in overrides]
+        + ([f"--procs {world.size}"] if world.size > 1 else [])
     )
     write_text(out / "compare.md", summary_markdown(task_name, cells, table, seeds_used, command))
     plots.compare_curves(histories, out / "curves.png", title=task_name)

@@ -1,6 +1,7 @@
 """Data-parallel training on PyTorch's own engine: ``torchrun --nproc_per_node N -m rnnlab run``.
 
-torchrun starts N processes and tells each its ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``. Every
+``rnnlab run --procs N`` starts the same N processes itself (:func:`launch`, torch's elastic
+launcher, the engine behind torchrun). torchrun starts N processes and tells each its ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``. Every
 process builds the same model from the same seed and walks the same sequence of global batches;
 each trains on its own slice of every batch (rows ``rank::world``), and
 ``DistributedDataParallel`` averages the gradients, so a step sees the whole global batch, as a
@@ -9,14 +10,28 @@ single process would. Only rank 0 writes the run directory.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import json
+import logging
 import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from rnnlab.errors import RnnlabError
+
 Batch = dict[str, Tensor]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,7 @@ class World:
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            atexit.register(dist.destroy_process_group)
         return cls(dist.get_rank(), dist.get_world_size()), device
 
     def shard(self, batch: Batch) -> tuple[Batch, int]:
@@ -76,7 +92,7 @@ class World:
             dist.all_reduce(values)
         return values
 
-    def broadcast(self, value: object) -> object:
+    def broadcast(self, value: T) -> T:
         """Rank 0's ``value``, on every process."""
         if self.size == 1:
             return value
@@ -84,15 +100,109 @@ class World:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def close(self, wait: bool = True) -> None:
-        """Leave the process group; with ``wait``, first wait for every process (rank 0 writes
-        the run directory last). After a failure nobody waits: the others may never arrive."""
-        if self.size > 1 and dist.is_initialized():
-            if wait:
-                dist.barrier()
-            dist.destroy_process_group()
+    @contextlib.contextmanager
+    def all_cores(self) -> Iterator[None]:
+        """On rank 0, while the other processes wait: its threads times the processes here, so
+        work that only rank 0 does (validation, the final report) uses the cores they free."""
+        if self.size == 1 or not self.is_main:
+            yield
+            return
+        threads = torch.get_num_threads()
+        torch.set_num_threads(threads * int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
+    def on_main(self, fn: Callable[[], T]) -> T:
+        """``fn()`` computed by rank 0 alone, with :meth:`all_cores`, and given to every process."""
+        if self.size == 1:
+            return fn()
+        if not self.is_main:
+            return self.broadcast(None)
+        with self.all_cores():
+            return self.broadcast(fn())
+
+    def done(self) -> None:
+        """Wait for every process (rank 0 writes the run directory last). The process group stays
+        for the next run of a series; it is left when the process exits."""
+        if self.size > 1:
+            dist.barrier()
 
 
 def is_main_process() -> bool:
     """Whether this process is rank 0 of torchrun's processes (or runs alone)."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def launch(procs: int, args: Sequence[str], device: str = "cpu", stdout: bool = True) -> None:
+    """Run ``python ARGS`` (e.g. ``-m rnnlab run TASK``) in ``procs`` processes, as torchrun would.
+
+    On the CPU the cores are split between the processes (``OMP_NUM_THREADS``, unless set): the
+    small matmuls of a recurrent step use one core well and two poorly, so N processes of
+    1/N-th of the batch each can beat one process on all cores. On CUDA each process takes a GPU.
+    Without ``stdout`` the processes' standard output is dropped (their errors still show).
+    A failed process has printed its own error; the launcher's report of it is kept quiet and
+    this raises one line naming its rank and exit code.
+    """
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if procs < 1:
+        raise RnnlabError(f"--procs must be >= 1, got {procs}")
+    if device == "cuda" and procs > torch.cuda.device_count():
+        raise RnnlabError(
+            f"--procs {procs} on cuda needs {procs} GPUs; this machine has "
+            f"{torch.cuda.device_count()}"
+        )
+    if device != "cuda":
+        threads = max(1, (os.cpu_count() or 1) // procs)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    logging.disable(logging.ERROR)  # the launcher's own log: its warnings and failure report
+    # The launcher keeps error files (and redirected output) in a folder: ours, removed after.
+    with tempfile.TemporaryDirectory(prefix="rnnlab-launch-") as logs:
+        config = LaunchConfig(
+            min_nodes=1,
+            max_nodes=1,
+            nproc_per_node=procs,
+            run_id=uuid.uuid4().hex,
+            rdzv_backend="c10d",
+            rdzv_endpoint="localhost:0",  # a free port on loopback: torchrun --standalone
+            max_restarts=0,
+            logs_specs=DefaultLogsSpecs(log_dir=logs, redirects=Std.NONE if stdout else Std.OUT),
+        )
+        try:
+            elastic_launch(config, entrypoint=sys.executable)(*args)
+        except ChildFailedError as e:
+            if 0 in e.failures:  # rank 0 has said what went wrong
+                raise SystemExit(e.failures[0].exitcode) from None
+            rank, failure = e.get_first_failure()
+            data = failure.error_file_data
+            said = data.get("message") if data.get("rnnlab") else ""
+            raise RnnlabError(
+                f"training process {rank} of {procs} failed"
+                + (f": {said}" if said else f" with exit code {failure.exitcode}")
+            ) from None
+        finally:
+            logging.disable(logging.NOTSET)
+
+
+def relaunch(procs: int, device: str = "cpu") -> None:
+    """Run this very ``rnnlab`` command line again in ``procs`` processes, less its ``--procs``."""
+    args, rest = [], iter(sys.argv[1:])
+    for arg in rest:
+        if arg == "--procs":
+            next(rest, None)
+        elif not arg.startswith("--procs="):
+            args.append(arg)
+    launch(procs, ["-m", "rnnlab", *args], device)
+
+
+def report_failure(message: str) -> None:
+    """Leave ``message`` where torch's launcher looks for a process's failure (if it set a file)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        Path(path).write_text(
+            json.dumps({"message": message, "timestamp": int(time.time()), "rnnlab": True})
+        )

@@ -302,6 +302,10 @@ class Trainer:
             self.schedule.step()
         return loss.detach(), detach_state(carry) if stateful else None
 
+    def _validate(self) -> dict[str, float]:
+        with torch.inference_mode(), autocast(self.device, self.cfg.precision):
+            return self.evaluate(self.model)
+
     def _diverged(self, epoch: int, step: int, value: object) -> RnnlabError:
         kept = (
             f"; the last good checkpoint is in {self.checkpoint_dir}" if self.checkpoint_dir else ""
@@ -442,8 +446,9 @@ class Trainer:
                 if not math.isfinite(mean):
                     raise self._diverged(epoch, p["step"], f"mean loss {mean}")
                 self.model.eval()
-                with torch.inference_mode(), autocast(self.device, self.cfg.precision):
-                    metrics = self.evaluate(self.model)
+                # Every process needs the same metrics (early stopping, the best epoch): rank 0
+                # computes them with the cores of all, rather than each on its own share.
+                metrics = self.world.on_main(self._validate)
                 if monitor not in metrics:
                     raise RnnlabError(
                         f"config key train.monitor={monitor!r} is not a validation metric of this "

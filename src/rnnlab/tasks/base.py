@@ -154,14 +154,12 @@ def run(
     """
     target = resolve_device(device)
     world, target = World.from_env(target)
-    try:
-        run_dir = _run(
-            task_cls, cfg, out, target, quiet, data_dir, extra_callbacks, console, resume, world
-        )
-    except BaseException:
-        world.close(wait=False)
-        raise
-    world.close()
+    # After a failure nobody waits for the others: they may never arrive (and the launcher
+    # stops them when one process fails).
+    run_dir = _run(
+        task_cls, cfg, out, target, quiet, data_dir, extra_callbacks, console, resume, world
+    )
+    world.done()
     return run_dir
 
 
@@ -178,7 +176,8 @@ def _run(
     world: World,
 ) -> Path:
     main = world.is_main  # under torchrun only rank 0 writes files and talks
-    console = console or Console(stderr=True, quiet=quiet or not main)
+    if console is None or not main:
+        console = Console(stderr=True, quiet=quiet or not main)
     if cfg.train.deterministic:
         make_deterministic()
     if cfg.train.threads is not None:
@@ -216,24 +215,25 @@ def _run(
     if not main:
         return run_dir
     write_csv(run_dir / "history.csv", result.history)
-    model.eval()
-    started = time.perf_counter()
-    metrics = task.evaluate(model, "test")
-    metrics.update(task.report(run_dir, model))
-    metrics.update(
-        train_seconds=round(result.train_seconds, 3),
-        eval_seconds=round(time.perf_counter() - started, 3),
-        epochs=len(result.history),
-        best_epoch=result.best_epoch,
-        train_examples=train_examples,
-        parameters=parameter_count(model),
-        device=str(target),
-        processes=world.size,
-        rnnlab_version=rnnlab.__version__,
-    )
-    save_model(run_dir, model, {"task": cfg.task, **task.meta})
-    write_json(run_dir / "metrics.json", metrics)
-    plots.learning_curves(result.history, run_dir / "learning_curves.png", title=cfg.task)
+    with world.all_cores():  # the others wait for rank 0 to write: it may use their cores
+        model.eval()
+        started = time.perf_counter()
+        metrics = task.evaluate(model, "test")
+        metrics.update(task.report(run_dir, model))
+        metrics.update(
+            train_seconds=round(result.train_seconds, 3),
+            eval_seconds=round(time.perf_counter() - started, 3),
+            epochs=len(result.history),
+            best_epoch=result.best_epoch,
+            train_examples=train_examples,
+            parameters=parameter_count(model),
+            device=str(target),
+            processes=world.size,
+            rnnlab_version=rnnlab.__version__,
+        )
+        save_model(run_dir, model, {"task": cfg.task, **task.meta})
+        write_json(run_dir / "metrics.json", metrics)
+        plots.learning_curves(result.history, run_dir / "learning_curves.png", title=cfg.task)
     return run_dir
 
 
