@@ -1,4 +1,4 @@
-"""torchrun with 2 CPU processes (gloo) trains exactly as one process with the same global batch."""
+"""Several processes: torchrun and `rnnlab run --procs`, 2 CPU processes (gloo), train exactly as one process with the same global batch; the launcher names a failed process."""
 
 from __future__ import annotations
 
@@ -106,3 +106,32 @@ def test_procs_must_be_positive(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and done.stderr.strip() == "error: --procs must be >= 1, got 0"
+
+
+def _fails_on(rank: int, code: int) -> list[str]:
+    """``python -c`` that fails on ``rank`` only, saying so as an rnnlab process does."""
+    return [
+        "-c",
+        "import os, sys\n"
+        "from rnnlab.distributed import report_failure\n"
+        f"if os.environ['RANK'] == '{rank}':\n"
+        f"    report_failure('data.path x.csv: no such file')\n"
+        f"    sys.exit({code})\n",
+    ]
+
+
+def test_a_process_failing_alone_is_named_with_its_message():
+    from rnnlab.distributed import launch
+    from rnnlab.errors import RnnlabError
+
+    with pytest.raises(RnnlabError) as caught:
+        launch(2, _fails_on(1, 2))
+    assert str(caught.value) == "training process 1 of 2 failed: data.path x.csv: no such file"
+
+
+def test_rank_0_failing_exits_with_its_code_and_adds_no_line():
+    from rnnlab.distributed import launch
+
+    with pytest.raises(SystemExit) as caught:
+        launch(2, _fails_on(0, 3))
+    assert caught.value.code == 3
