@@ -1,11 +1,11 @@
 """Data-parallel training on PyTorch's own engine: ``torchrun --nproc_per_node N -m rnnlab run``.
 
-``rnnlab run --procs N`` starts the same N processes itself (:func:`launch`, torch's elastic
-launcher, the engine behind torchrun). torchrun starts N processes and tells each its ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``. Every
-process builds the same model from the same seed and walks the same sequence of global batches;
-each trains on its own slice of every batch (rows ``rank::world``), and
-``DistributedDataParallel`` averages the gradients, so a step sees the whole global batch, as a
-single process would. Only rank 0 writes the run directory.
+``rnnlab run --procs N`` starts the same N processes itself (:func:`launch`: torch's elastic
+launcher, the engine behind torchrun). Either launcher tells each process its ``RANK``,
+``LOCAL_RANK`` and ``WORLD_SIZE``. Every process builds the same model from the same seed and
+walks the same sequence of global batches; each trains on its own slice of every batch (rows
+``rank::world``), and ``DistributedDataParallel`` averages the gradients, so a step sees the whole
+global batch, as a single process would. Only rank 0 writes the run directory.
 """
 
 from __future__ import annotations
@@ -135,17 +135,16 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def launch(procs: int, args: Sequence[str], device: str = "cpu", stdout: bool = True) -> None:
+def launch(procs: int, args: Sequence[str], device: str = "cpu") -> None:
     """Run ``python ARGS`` (e.g. ``-m rnnlab run TASK``) in ``procs`` processes, as torchrun would.
 
     On the CPU the cores are split between the processes (``OMP_NUM_THREADS``, unless set): the
     small matmuls of a recurrent step use one core well and two poorly, so N processes of
     1/N-th of the batch each can beat one process on all cores. On CUDA each process takes a GPU.
-    Without ``stdout`` the processes' standard output is dropped (their errors still show).
-    A failed process has printed its own error; the launcher's report of it is kept quiet and
-    this raises one line naming its rank and exit code.
+    A failed rank 0 has printed its own error: this exits with its code. Another rank failing
+    alone raises one line naming it, with the message it left (:func:`report_failure`).
     """
-    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -156,11 +155,10 @@ def launch(procs: int, args: Sequence[str], device: str = "cpu", stdout: bool = 
             f"--procs {procs} on cuda needs {procs} GPUs; this machine has "
             f"{torch.cuda.device_count()}"
         )
+    env = dict(os.environ)
     if device != "cuda":
-        threads = max(1, (os.cpu_count() or 1) // procs)
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    logging.disable(logging.ERROR)  # the launcher's own log: its warnings and failure report
-    # The launcher keeps error files (and redirected output) in a folder: ours, removed after.
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // procs)))
+    # The launcher keeps the processes' error files in a folder: ours, removed after.
     with tempfile.TemporaryDirectory(prefix="rnnlab-launch-") as logs:
         config = LaunchConfig(
             min_nodes=1,
@@ -170,12 +168,13 @@ def launch(procs: int, args: Sequence[str], device: str = "cpu", stdout: bool = 
             rdzv_backend="c10d",
             rdzv_endpoint="localhost:0",  # a free port on loopback: torchrun --standalone
             max_restarts=0,
-            logs_specs=DefaultLogsSpecs(log_dir=logs, redirects=Std.NONE if stdout else Std.OUT),
+            logs_specs=DefaultLogsSpecs(log_dir=logs),
         )
+        logging.disable(logging.ERROR)  # the launcher's own log: its warnings, its failure report
         try:
             elastic_launch(config, entrypoint=sys.executable)(*args)
         except ChildFailedError as e:
-            if 0 in e.failures:  # rank 0 has said what went wrong
+            if 0 in e.failures:
                 raise SystemExit(e.failures[0].exitcode) from None
             rank, failure = e.get_first_failure()
             data = failure.error_file_data
@@ -186,6 +185,8 @@ def launch(procs: int, args: Sequence[str], device: str = "cpu", stdout: bool = 
             ) from None
         finally:
             logging.disable(logging.NOTSET)
+            os.environ.clear()
+            os.environ.update(env)
 
 
 def relaunch(procs: int, device: str = "cpu") -> None:
