@@ -135,3 +135,27 @@ def test_rank_0_failing_exits_with_its_code_and_adds_no_line():
     with pytest.raises(SystemExit) as caught:
         launch(2, _fails_on(0, 3))
     assert caught.value.code == 3
+
+
+def test_a_run_resumes_in_two_processes(shared_data, tmp_path):
+    """Every process reads the checkpoint (rank 0 alone writes it); the run ends as one would."""
+    import signal
+
+    from test_resume import _command, _sets, _start_and_stop
+
+    # No dropout: two processes draw their masks for their own rows, one process for all rows.
+    sets = [*_sets(), "--set", "model.dropout=0.0"]
+    whole = tmp_path / "whole"
+    done = subprocess.run(_command(shared_data, whole, *sets), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    cut = tmp_path / "cut"
+    _start_and_stop(_command(shared_data, cut, *sets), cut, signal.SIGKILL)
+    resumed = subprocess.run(
+        _command(shared_data, cut, "--resume", str(cut), "--procs", "2"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    one, two = (json.loads((d / "metrics.json").read_text()) for d in (whole, cut))
+    assert two["processes"] == 2
+    for key in ("test_mse", "test_r2", "test_mae"):
+        assert two[key] == pytest.approx(one[key], rel=1e-4), key

@@ -237,7 +237,7 @@ class Trainer:
         device: where the model and the data live.
         callbacks: ``(trainer, epoch, row)`` after every epoch; the one way to extend the loop.
         quiet: no progress display.
-        checkpoint_dir: if given, a resumable checkpoint is kept there (every epoch, every
+        checkpoint_dir: if given, a resumable checkpoint is kept there by rank 0 (every epoch, every
             ``cfg.checkpoint_every`` steps, and on SIGINT/SIGTERM).
         resume_hint: the command that resumes this run, for messages.
         world: the training processes under torchrun; each trains on its slice of every batch.
@@ -316,7 +316,7 @@ class Trainer:
         )
 
     def _save(self, progress: dict[str, Any], best: dict[str, Tensor] | None, carry: Any) -> None:
-        if self.checkpoint_dir is not None:
+        if self.checkpoint_dir is not None and self.world.is_main:  # one writer; all resume
             checkpoint.save(
                 self.checkpoint_dir,
                 model=self.model,

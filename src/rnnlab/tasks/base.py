@@ -207,7 +207,7 @@ def _run(
         callbacks=task.callbacks(run_dir) + extra_callbacks if main else (),
         quiet=quiet or not main,
         console=console,
-        checkpoint_dir=run_dir / "last" if main else None,
+        checkpoint_dir=run_dir / "last",
         resume_hint=f"rnnlab run {cfg.task} --resume {run_dir}",
         world=world,
     )
