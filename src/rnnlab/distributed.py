@@ -155,9 +155,9 @@ def launch(procs: int, args: Sequence[str], device: str = "cpu") -> None:
             f"--procs {procs} on cuda needs {procs} GPUs; this machine has "
             f"{torch.cuda.device_count()}"
         )
-    env = dict(os.environ)
-    if device != "cuda":
-        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // procs)))
+    threads = os.environ.get("OMP_NUM_THREADS")  # the processes inherit the environment
+    if device != "cuda" and threads is None:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // procs))
     # The launcher keeps the processes' error files in a folder: ours, removed after.
     with tempfile.TemporaryDirectory(prefix="rnnlab-launch-") as logs:
         config = LaunchConfig(
@@ -185,8 +185,8 @@ def launch(procs: int, args: Sequence[str], device: str = "cpu") -> None:
             ) from None
         finally:
             logging.disable(logging.NOTSET)
-            os.environ.clear()
-            os.environ.update(env)
+            if threads is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
 
 
 def relaunch(procs: int, device: str = "cpu") -> None:

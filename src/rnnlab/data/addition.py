@@ -113,8 +113,11 @@ def split_addition(
 
 
 def encode(strings: Sequence[str]) -> torch.Tensor:
-    """Equal-length strings over ``VOCAB`` -> (N, L) int64."""
-    return torch.stack([VOCAB.encode(s) for s in strings])
+    """Equal-length strings over ``VOCAB`` -> (N, L) int64 (one tensor built, not one per string)."""
+    if len({len(s) for s in strings}) > 1:
+        raise ValueError("encode needs strings of one length (padded questions or answers)")
+    width = len(strings[0]) if strings else 0
+    return VOCAB.encode("".join(strings)).view(len(strings), width)
 
 
 def decode(ids: torch.Tensor) -> list[str]:
