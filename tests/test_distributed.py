@@ -109,14 +109,16 @@ def test_procs_must_be_positive(tmp_path):
 
 
 def _fails_on(rank: int, code: int) -> list[str]:
-    """``python -c`` that fails on ``rank`` only, saying so as an rnnlab process does."""
+    """``python -c`` that fails on ``rank``, saying so as an rnnlab process does, while the
+    others are still at work (the launcher then stops them with a signal)."""
     return [
         "-c",
-        "import os, sys\n"
+        "import os, sys, time\n"
         "from rnnlab.distributed import report_failure\n"
         f"if os.environ['RANK'] == '{rank}':\n"
         f"    report_failure('data.path x.csv: no such file')\n"
-        f"    sys.exit({code})\n",
+        f"    sys.exit({code})\n"
+        "time.sleep(60)\n",
     ]
 
 

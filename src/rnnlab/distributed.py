@@ -174,9 +174,13 @@ def launch(procs: int, args: Sequence[str], device: str = "cpu") -> None:
         try:
             elastic_launch(config, entrypoint=sys.executable)(*args)
         except ChildFailedError as e:
-            if 0 in e.failures:
-                raise SystemExit(e.failures[0].exitcode) from None
-            rank, failure = e.get_first_failure()
+            # The launcher stops the others when one fails: a negative code is its signal, not
+            # the cause. Rank 0 failing on its own has printed why; any other rank is named.
+            failed = {r: f for r, f in e.failures.items() if f.exitcode > 0} or e.failures
+            if 0 in failed:
+                raise SystemExit(failed[0].exitcode) from None
+            rank = min(failed, key=lambda r: failed[r].timestamp)
+            failure = failed[rank]
             data = failure.error_file_data
             said = data.get("message") if data.get("rnnlab") else ""
             raise RnnlabError(
