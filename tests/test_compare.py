@@ -41,7 +41,19 @@ def test_compare_writes_one_row_per_run_and_a_summary_per_cell(capsys, shared_da
     assert {"test_r2", "test_mse", "train_seconds"} <= set(table)
     assert table["test_r2"].count("±") == 3
     assert "rnnlab compare air-quality --cells rnn,lstm,gru --seeds 2" in md
-    assert "test_r2" in stdout
+    assert "test_r2" in stdout and "ensemble test_r2" in stdout
+    # Each cell's two seeds averaged into one model: the squared error of a mean prediction is
+    # at most the mean of the squared errors (convexity), and here differs from both.
+    ensemble = {
+        cells[0].strip("| "): [float(v.strip("| ")) for v in cells[1:]]
+        for line in md.splitlines()
+        if line.startswith("| ensemble ") and (cells := line.split(" | "))
+    }
+    assert {"ensemble test_mse", "ensemble test_r2"} <= set(ensemble)
+    for k, cell in enumerate(("rnn", "lstm", "gru")):
+        mse = [float(r["test_mse"]) for r in rows if r["cell"] == cell]
+        assert ensemble["ensemble test_mse"][k] <= sum(mse) / 2 + 1e-4
+        assert all(abs(ensemble["ensemble test_mse"][k] - m) > 1e-6 for m in mse)
 
 
 @pytest.mark.parametrize(

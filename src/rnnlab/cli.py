@@ -137,15 +137,42 @@ def run(
 
 @app.command("eval")
 def eval_(
-    run_dir: Path = typer.Argument(..., help="A run directory written by `rnnlab run`."),
+    run_dirs: list[Path] = typer.Argument(
+        ..., help="Run directories written by `rnnlab run`; several: also their ensemble."
+    ),
     device: str = Device,
     data_dir: Path | None = DataDir,
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Also write the metrics here (JSON)."
+    ),
 ) -> None:
-    """Recompute a run's test metrics from its saved model."""
+    """Recompute a run's test metrics from its saved model; of several runs, and their ensemble.
+
+    The ensemble averages the runs' class probabilities (classifiers) or predicted values
+    (regression); the runs must share their task and test set, e.g. one config with other seeds.
+    """
+    from rnnlab.ensemble import evaluate_ensemble
+    from rnnlab.rundir import write_json
     from rnnlab.tasks import evaluate_run
 
-    metrics = evaluate_run(run_dir, device, data_dir)
-    out.print(_metrics_table(f"{run_dir}: test metrics", metrics))
+    if len(run_dirs) == 1:
+        metrics = evaluate_run(run_dirs[0], device, data_dir)
+        out.print(_metrics_table(f"{run_dirs[0]}: test metrics", metrics))
+        result: dict = metrics
+    else:
+        members, ensemble = evaluate_ensemble(run_dirs, device, data_dir)
+        table = Table(title="test metrics", show_header=True, header_style="bold")
+        table.add_column("metric")
+        names = [d.name for d in run_dirs]  # the folders' own names, when they tell them apart
+        for name in names if len(set(names)) == len(names) else map(str, run_dirs):
+            table.add_column(name, justify="right")
+        table.add_column(f"ensemble of {len(run_dirs)}", justify="right", style="bold")
+        for key in ensemble:
+            table.add_row(key, *(f"{m[key]:.4f}" for m in [*members, ensemble]))
+        out.print(table)
+        result = {"runs": dict(zip(map(str, run_dirs), members, strict=True)), "ensemble": ensemble}
+    if json_out is not None:
+        write_json(json_out, result)
 
 
 @app.command()

@@ -3,7 +3,8 @@
 :func:`run_series` trains independent runs one after another under one progress display (the lab
 report uses it too); :func:`compare` plans one run per cell and seed through the task's own config
 and :func:`rnnlab.tasks.run`, then summarises them: ``compare.csv`` (one row per run),
-``compare.md`` (mean ± standard deviation of every metric per cell) and ``curves.png``.
+``compare.md`` (mean ± standard deviation of every metric per cell, and the test metrics of
+each cell's seeds averaged into one model where the task allows it) and ``curves.png``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from rich.progress import (
 from rnnlab import plots
 from rnnlab.config import Config
 from rnnlab.distributed import World, is_main_process
+from rnnlab.ensemble import evaluate_ensemble
 from rnnlab.errors import RnnlabError
 from rnnlab.recurrent import CELLS
 from rnnlab.rundir import new_run_dir, write_csv, write_text
@@ -178,6 +180,8 @@ def compare(
     table = summarise(cells, rows)
     if not world.is_main:
         return out, table
+    if seeds > 1 and task_cls.combine is not None:
+        table |= ensembles(cells, planned, run_dirs, device, data_dir)
     write_csv(out / "compare.csv", rows)
     command = " ".join(
         [f"rnnlab compare {task_name} --cells {','.join(cells)} --seeds {seeds}"]
@@ -188,6 +192,24 @@ def compare(
     write_text(out / "compare.md", summary_markdown(task_name, cells, table, seeds_used, command))
     plots.compare_curves(histories, out / "curves.png", title=task_name)
     return out, table
+
+
+def ensembles(
+    cells: Sequence[str],
+    planned: Sequence[Planned],
+    run_dirs: Sequence[Path],
+    device: str,
+    data_dir: Path | None,
+) -> dict[str, dict[str, str]]:
+    """``{"ensemble test_…": {cell: value}}``: each cell's seeds averaged into one model."""
+    table: dict[str, dict[str, str]] = {}
+    for cell in cells:
+        mine = [d for p, d in zip(planned, run_dirs, strict=True) if p.cfg.model.cell == cell]
+        _, metrics = evaluate_ensemble(mine, device, data_dir)
+        for key, value in metrics.items():
+            if key.startswith("test_"):
+                table.setdefault(f"ensemble {key}", {})[cell] = _number(value, 4)
+    return table
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -233,7 +255,13 @@ def summary_markdown(
         f"`{command}`",
         "",
         f"Mean ± sample standard deviation over seeds {', '.join(map(str, seeds))} "
-        "(the task's settings otherwise); every run is a row of `compare.csv`.",
+        "(the task's settings otherwise); every run is a row of `compare.csv`."
+        + (
+            " Rows `ensemble …`: the test metrics of each cell's runs averaged into one model"
+            " (`rnnlab eval` of its run directories)."
+            if any(key.startswith("ensemble ") for key in table)
+            else ""
+        ),
         "",
         "| metric | " + " | ".join(cells) + " |",
         "|---|" + "---|" * len(cells),

@@ -57,6 +57,7 @@ class AirQuality(Task):
     summary = "next-hour air quality regression (London, lag windows, many-to-one)"
     Data = AirQualityData
     Train = AirQualityTrain
+    combine = "mean"
 
     def load(self) -> None:
         d = self.cfg.data

@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -52,6 +52,9 @@ class Task:
     Data: ClassVar[type]
     Model: ClassVar[type] = ModelConfig
     Train: ClassVar[type] = TrainConfig
+    # How an ensemble of runs combines the model's outputs (rnnlab.ensemble): "probabilities"
+    # for class logits, "mean" for values; None where averaging means nothing.
+    combine: ClassVar[Literal["probabilities", "mean"] | None] = None
 
     def __init__(self, cfg: Config, data_dir: Path | None = None) -> None:
         self.cfg, self.data_dir = cfg, data_dir

@@ -65,6 +65,8 @@ def stratified_holdout(labels: Tensor, fraction: float, seed: int) -> tuple[Tens
 class Classifier(Task):
     """Shared by the classification tasks: cross-entropy, accuracy, macro-F1, confusion matrix."""
 
+    combine = "probabilities"
+
     def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
         logits = model(batch["x"], batch.get("lengths")).float()  # the loss in fp32 under autocast
         return F.cross_entropy(logits, batch["y"]), None

@@ -33,6 +33,8 @@ class TweetsData:
     label_column: str = "twsentiment"
     num_words: int = 5000
     split: Literal["stratified", "ordered"] = "stratified"
+    # The stratified split's shuffle, apart from train.seed: runs of other seeds share a test set.
+    split_seed: int = 0
     oov: Literal["drop", "unk"] = "drop"
 
     def check(self) -> None:
@@ -62,7 +64,7 @@ class Sentiment(Classifier):
         d = self.cfg.data
         path = d.path or data.fetch("airlines", self.data_dir)["Airlines.csv"]
         tweets = data.load_tweets(
-            path, d.num_words, d.split, self.cfg.train.seed, d.oov, d.text_column, d.label_column
+            path, d.num_words, d.split, d.split_seed, d.oov, d.text_column, d.label_column
         )
         self.splits = {
             name: {
