@@ -36,7 +36,7 @@ def test_compare_writes_one_row_per_run_and_a_summary_per_cell(capsys, shared_da
     # The two seeds are two different runs.
     assert rows[0]["test_mse"] != rows[1]["test_mse"]
     md = (out / "compare.md").read_text()
-    assert "| metric | rnn | lstm | gru |" in md
+    assert "| metric | rnn | lstm | gru | all |" in md
     table = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if "±" in line}
     assert {"test_r2", "test_mse", "train_seconds"} <= set(table)
     assert table["test_r2"].count("±") == 3
@@ -54,6 +54,9 @@ def test_compare_writes_one_row_per_run_and_a_summary_per_cell(capsys, shared_da
         mse = [float(r["test_mse"]) for r in rows if r["cell"] == cell]
         assert ensemble["ensemble test_mse"][k] <= sum(mse) / 2 + 1e-4
         assert all(abs(ensemble["ensemble test_mse"][k] - m) > 1e-6 for m in mse)
+    # Column `all`: the six runs averaged into one model.
+    all_mse = [float(r["test_mse"]) for r in rows]
+    assert ensemble["ensemble test_mse"][3] <= sum(all_mse) / len(all_mse) + 1e-4
 
 
 @pytest.mark.parametrize(

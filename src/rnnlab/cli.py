@@ -246,8 +246,8 @@ def compare(
     procs: int = Procs,
 ) -> None:
     """Train every cell on a task with a few seeds each: compare.csv, compare.md, curves.png."""
+    from rnnlab.compare import columns, parse_cells
     from rnnlab.compare import compare as compare_cells
-    from rnnlab.compare import parse_cells
     from rnnlab.distributed import is_main_process, relaunch
     from rnnlab.tasks import get_task
     from rnnlab.train import resolve_device
@@ -263,11 +263,12 @@ def compare(
     if not is_main_process():
         return
     table = Table(title=f"{task}: mean ± std over {seeds} seed(s)", header_style="bold")
-    table.add_column("metric")
-    for cell in chosen:
-        table.add_column(cell, justify="right")
+    table.add_column("metric", no_wrap=True)
+    shown = columns(chosen, summary)
+    for column in shown:
+        table.add_column(column, justify="right")
     for key, by_cell in summary.items():
-        table.add_row(key, *(by_cell[c] for c in chosen))
+        table.add_row(key, *(by_cell.get(c, "") for c in shown))
     if not quiet:
         out.print(table)
     out.print(f"study directory: {folder}")

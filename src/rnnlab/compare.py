@@ -4,7 +4,8 @@
 report uses it too); :func:`compare` plans one run per cell and seed through the task's own config
 and :func:`rnnlab.tasks.run`, then summarises them: ``compare.csv`` (one row per run),
 ``compare.md`` (mean ± standard deviation of every metric per cell, and the test metrics of
-each cell's seeds averaged into one model where the task allows it) and ``curves.png``.
+each cell's seeds, and of all the runs, averaged into one model where the task allows it) and
+``curves.png``.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ def compare(
     table = summarise(cells, rows)
     if not world.is_main:
         return out, table
-    if seeds > 1 and task_cls.combine is not None:
+    if task_cls.combine is not None:
         table |= ensembles(cells, planned, run_dirs, device, data_dir)
     write_csv(out / "compare.csv", rows)
     command = " ".join(
@@ -201,15 +202,27 @@ def ensembles(
     device: str,
     data_dir: Path | None,
 ) -> dict[str, dict[str, str]]:
-    """``{"ensemble test_…": {cell: value}}``: each cell's seeds averaged into one model."""
+    """``{"ensemble test_…": {column: value}}``: each cell's seeds averaged into one model (with
+    several seeds), and every run of the study averaged into one (column ``all``, with several
+    cells: different cells make different mistakes, so theirs is usually the better average)."""
+    groups: dict[str, list[Path]] = {}
+    if len(run_dirs) > len(cells):
+        cell_of = [p.cfg.model.cell for p in planned]
+        groups = {c: [d for k, d in zip(cell_of, run_dirs, strict=True) if k == c] for c in cells}
+    if len(cells) > 1:
+        groups["all"] = list(run_dirs)
     table: dict[str, dict[str, str]] = {}
-    for cell in cells:
-        mine = [d for p, d in zip(planned, run_dirs, strict=True) if p.cfg.model.cell == cell]
-        _, metrics = evaluate_ensemble(mine, device, data_dir)
+    for column, dirs in groups.items():
+        _, metrics = evaluate_ensemble(dirs, device, data_dir)
         for key, value in metrics.items():
             if key.startswith("test_"):
-                table.setdefault(f"ensemble {key}", {})[cell] = _number(value, 4)
+                table.setdefault(f"ensemble {key}", {})[column] = _number(value, 4)
     return table
+
+
+def columns(cells: Sequence[str], table: dict[str, dict[str, str]]) -> list[str]:
+    """The summary's columns: the cells, then ``all`` if the study's ensemble is in it."""
+    return [*cells, *(["all"] if any("all" in row for row in table.values()) else [])]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -249,6 +262,7 @@ def summary_markdown(
     command: str,
 ) -> str:
     """``compare.md``: what was run, then one row per metric and one column per cell."""
+    shown = columns(cells, table)
     lines = [
         f"# {task_name}: {' vs '.join(cells)}",
         "",
@@ -257,16 +271,16 @@ def summary_markdown(
         f"Mean ± sample standard deviation over seeds {', '.join(map(str, seeds))} "
         "(the task's settings otherwise); every run is a row of `compare.csv`."
         + (
-            " Rows `ensemble …`: the test metrics of each cell's runs averaged into one model"
-            " (`rnnlab eval` of its run directories)."
+            " Rows `ensemble …`: the test metrics of each cell's runs averaged into one model,"
+            " and of all the runs (column `all`), as `rnnlab eval` of their run directories."
             if any(key.startswith("ensemble ") for key in table)
             else ""
         ),
         "",
-        "| metric | " + " | ".join(cells) + " |",
-        "|---|" + "---|" * len(cells),
+        "| metric | " + " | ".join(shown) + " |",
+        "|---|" + "---|" * len(shown),
     ]
     for key, by_cell in table.items():
-        lines.append(f"| {key} | " + " | ".join(by_cell[c] for c in cells) + " |")
+        lines.append(f"| {key} | " + " | ".join(by_cell.get(c, "") for c in shown) + " |")
     lines += ["", "![validation curves, mean and ± one standard deviation](curves.png)", ""]
     return "\n".join(lines)
