@@ -108,15 +108,16 @@ def test_procs_must_be_positive(tmp_path):
     assert done.returncode == 2 and done.stderr.strip() == "error: --procs must be >= 1, got 0"
 
 
-def _fails_on(rank: int, code: int) -> list[str]:
-    """``python -c`` that fails on ``rank``, saying so as an rnnlab process does, while the
-    others are still at work (the launcher then stops them with a signal)."""
+def _fails_on(rank: int, code: int, message: str | None = "data.path x.csv: no such file"):
+    """``python -c`` that fails on ``rank`` (leaving ``message`` as an rnnlab process does, or
+    nothing, as a crash), while the others are still at work (the launcher then stops them with
+    a signal)."""
+    said = f"    report_failure({message!r})\n" if message else ""
     return [
         "-c",
         "import os, sys, time\n"
         "from rnnlab.distributed import report_failure\n"
-        f"if os.environ['RANK'] == '{rank}':\n"
-        f"    report_failure('data.path x.csv: no such file')\n"
+        f"if os.environ['RANK'] == '{rank}':\n{said}"
         f"    sys.exit({code})\n"
         "time.sleep(60)\n",
     ]
@@ -131,12 +132,46 @@ def test_a_process_failing_alone_is_named_with_its_message():
     assert str(caught.value) == "training process 1 of 2 failed: data.path x.csv: no such file"
 
 
-def test_rank_0_failing_exits_with_its_code_and_adds_no_line():
+def test_rank_0s_message_is_the_line_and_its_code_the_exit_code():
     from rnnlab.distributed import launch
+    from rnnlab.errors import RnnlabError
 
-    with pytest.raises(SystemExit) as caught:
+    with pytest.raises(RnnlabError) as caught:
         launch(2, _fails_on(0, 3))
-    assert caught.value.code == 3
+    assert str(caught.value) == "data.path x.csv: no such file" and caught.value.exit_code == 3
+
+
+def test_rank_0s_message_counts_when_another_rank_failed_a_moment_before():
+    """Rank 0 has left its message; rank 1 fails first and the launcher stops rank 0 with a
+    signal before it exits. Its message is still the one line (CI caught the two lines once)."""
+    from rnnlab.distributed import launch
+    from rnnlab.errors import RnnlabError
+
+    script = (
+        "import os, sys, time\n"
+        "from rnnlab.distributed import report_failure\n"
+        "if os.environ['RANK'] == '0':\n"
+        "    report_failure('the data is bad')\n"
+        "    time.sleep(60)\n"
+        "time.sleep(1)\n"
+        "report_failure('the data is bad, says rank 1')\n"
+        "sys.exit(2)\n"
+    )
+    with pytest.raises(RnnlabError) as caught:
+        launch(2, ["-c", script])
+    assert str(caught.value) == "the data is bad" and caught.value.exit_code == 2
+
+
+def test_a_crash_without_message_exits_with_its_code_or_is_named():
+    from rnnlab.distributed import launch
+    from rnnlab.errors import RnnlabError
+
+    with pytest.raises(SystemExit) as exited:
+        launch(2, _fails_on(0, 3, message=None))
+    assert exited.value.code == 3
+    with pytest.raises(RnnlabError) as caught:
+        launch(2, _fails_on(1, 3, message=None))
+    assert str(caught.value) == "training process 1 of 2 failed with exit code 3"
 
 
 def test_a_run_resumes_in_two_processes(shared_data, tmp_path):

@@ -419,10 +419,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except RnnlabError as error:
-        from rnnlab.distributed import is_main_process, report_failure
+        from rnnlab.distributed import prints_own_errors, report_failure
 
-        report_failure(str(error))  # for the launcher of `run --procs`, if there is one
-        if is_main_process():  # the other processes of a run fail alike; one line is enough
+        report_failure(str(error))  # for the launcher of `run --procs` or torchrun, if any
+        if prints_own_errors():  # the other processes of a run fail alike; one line is enough
             print(f"error: {error}", file=sys.stderr)
         sys.exit(getattr(error, "exit_code", 2))
     except TyperException as error:  # usage errors: unknown option, missing argument...

@@ -135,14 +135,33 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+_LAUNCHED = "RNNLAB_LAUNCHED"  # set for the processes of :func:`launch`, which reports for them
+
+
+def prints_own_errors() -> bool:
+    """Whether this process should print its error itself: rank 0 alone or under torchrun; never
+    under rnnlab's launcher, which prints the one line for all its processes."""
+    return is_main_process() and _LAUNCHED not in os.environ
+
+
+class ProcessError(RnnlabError):
+    """A training process's own error, raised again by the launcher with that process's code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def launch(procs: int, args: Sequence[str], device: str = "cpu") -> None:
     """Run ``python ARGS`` (e.g. ``-m rnnlab run TASK``) in ``procs`` processes, as torchrun would.
 
     On the CPU the cores are split between the processes (``OMP_NUM_THREADS``, unless set): the
     small matmuls of a recurrent step use one core well and two poorly, so N processes of
     1/N-th of the batch each can beat one process on all cores. On CUDA each process takes a GPU.
-    A failed rank 0 has printed its own error: this exits with its code. Another rank failing
-    alone raises one line naming it, with the message it left (:func:`report_failure`).
+    The processes leave their errors (:func:`report_failure`) and print nothing; this raises
+    one line for them: rank 0's own message when it has one (whichever process failed first,
+    they usually fail alike), else the first failed rank's, named. A process that crashed with
+    no message (a traceback, which it printed) exits with its code, or is named with it.
     """
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -158,6 +177,7 @@ def launch(procs: int, args: Sequence[str], device: str = "cpu") -> None:
     threads = os.environ.get("OMP_NUM_THREADS")  # the processes inherit the environment
     if device != "cuda" and threads is None:
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // procs))
+    os.environ[_LAUNCHED] = "1"
     # The launcher keeps the processes' error files in a folder: ours, removed after.
     with tempfile.TemporaryDirectory(prefix="rnnlab-launch-") as logs:
         config = LaunchConfig(
@@ -174,21 +194,31 @@ def launch(procs: int, args: Sequence[str], device: str = "cpu") -> None:
         try:
             elastic_launch(config, entrypoint=sys.executable)(*args)
         except ChildFailedError as e:
-            # The launcher stops the others when one fails: a negative code is its signal, not
-            # the cause. Rank 0 failing on its own has printed why; any other rank is named.
-            failed = {r: f for r, f in e.failures.items() if f.exitcode > 0} or e.failures
+            failures = e.failures
+            said = {
+                rank: failure.error_file_data["message"]
+                for rank, failure in failures.items()
+                if failure.error_file_data.get("rnnlab")
+            }
+            if said:
+                # Rank 0 may have left its message and then been stopped by the launcher (a
+                # signal) because another process failed a moment before it: its message counts.
+                rank = 0 if 0 in said else min(said, key=lambda r: failures[r].timestamp)
+                code = failures[rank].exitcode
+                where = "" if rank == 0 else f"training process {rank} of {procs} failed: "
+                raise ProcessError(where + said[rank], code if code > 0 else 2) from None
+            # No message: a crash, whose traceback is in the output. A negative code is the
+            # launcher's signal to the others, not the cause.
+            failed = {r: f for r, f in failures.items() if f.exitcode > 0} or failures
             if 0 in failed:
                 raise SystemExit(failed[0].exitcode) from None
             rank = min(failed, key=lambda r: failed[r].timestamp)
-            failure = failed[rank]
-            data = failure.error_file_data
-            said = data.get("message") if data.get("rnnlab") else ""
             raise RnnlabError(
-                f"training process {rank} of {procs} failed"
-                + (f": {said}" if said else f" with exit code {failure.exitcode}")
+                f"training process {rank} of {procs} failed with exit code {failed[rank].exitcode}"
             ) from None
         finally:
             logging.disable(logging.NOTSET)
+            os.environ.pop(_LAUNCHED, None)
             if threads is None:
                 os.environ.pop("OMP_NUM_THREADS", None)
 
