@@ -65,9 +65,10 @@ def evaluate_ensemble(
         )
     restored = []
     for run_dir in run_dirs:
-        if task_of(run_dir) is not task_cls:
+        other = task_of(run_dir)
+        if other is not task_cls:
             raise RnnlabError(
-                f"{run_dir}: a run of task {task_of(run_dir).name!r}, {first} one of "
+                f"{run_dir}: a run of task {other.name!r}, {first} one of "
                 f"{task_cls.name!r}; an ensemble's runs must share their task"
             )
         task, model = restore(task_cls, run_dir, device)
