@@ -116,6 +116,7 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     checkpoint_every: int | None = None
     deterministic: bool = False
+    cuda_graphs: bool = True
 
     def check(self) -> None:
         """Value checks the types cannot express."""

@@ -28,6 +28,7 @@ from rnnlab import checkpoint, runtime
 from rnnlab.config import TrainConfig
 from rnnlab.distributed import World
 from rnnlab.errors import RnnlabError
+from rnnlab.graphs import StepGraphs
 
 Batch = dict[str, Tensor]
 LossFn = Callable[[nn.Module, Batch, Any], tuple[Tensor, Any]]
@@ -42,16 +43,19 @@ def lower_is_better(metric: str) -> bool:
     return metric.endswith(_LOWER_IS_BETTER)
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+def autocast(
+    device: torch.device, precision: str, cache: bool = True
+) -> contextlib.AbstractContextManager:
     """Mixed precision for the forward pass: matmuls in bf16/fp16, the rest (and losses) in fp32.
 
     On CPUs with AVX-512-BF16 and on GPUs, bf16 roughly doubles the matmul rate; tasks compute
-    their losses on ``.float()`` outputs so the reduction stays in fp32.
+    their losses on ``.float()`` outputs so the reduction stays in fp32. ``cache=False`` casts
+    the weights afresh at every use, which a CUDA graph capture requires.
     """
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -144,11 +148,13 @@ class LengthBuckets(TensorBatches):
             chunk = order[start : start + span]
             chunk = chunk[self.host_lengths[chunk].argsort(stable=True)]
             batches += list(chunk.split(self.batch_size))
+        batches = [batches[k] for k in torch.randperm(len(batches), generator=g).tolist()]
+        # One copy of the epoch's order to the device: a copy per batch from pageable memory
+        # would wait for the GPU to finish the step before, every step.
         device = self.tensors["x"].device
-        for k in torch.randperm(len(batches), generator=g).tolist():
-            index = batches[k]
-            longest = int(self.host_lengths[index].max())
-            index = index.to(device)
+        moved = torch.cat(batches).to(device).split([len(b) for b in batches])
+        for host, index in zip(batches, moved, strict=True):
+            longest = int(self.host_lengths[host].max())
             batch = {name: t[index] for name, t in self.tensors.items()}
             batch["x"] = batch["x"][:, :longest]
             yield batch
@@ -168,17 +174,21 @@ def detach_state(state: Any) -> Any:
     return state
 
 
-def build_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Any, cfg: TrainConfig, capturable: bool = False
+) -> torch.optim.Optimizer:
     """adam / adamw / sgd (+momentum) / rmsprop; rmsprop uses Keras's rho = 0.9 like the lab.
 
     Adam, AdamW and SGD use PyTorch's fused kernels (one kernel for all parameters, about 13 %
-    off a small model's step on the CPU) where this PyTorch has them.
+    off a small model's step on the CPU) where this PyTorch has them. ``capturable`` keeps the
+    step counts of Adam, AdamW and RMSprop on the GPU, so a CUDA graph can record the update.
     """
     params = list(params)
     decay = cfg.weight_decay
+    extra = {"capturable": True} if capturable else {}
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(
-            params, lr=cfg.lr, alpha=0.9, momentum=cfg.momentum, weight_decay=decay
+            params, lr=cfg.lr, alpha=0.9, momentum=cfg.momentum, weight_decay=decay, **extra
         )
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[
         cfg.optimizer
@@ -186,6 +196,8 @@ def build_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
     kwargs = {"lr": cfg.lr, "weight_decay": decay}
     if cfg.optimizer == "sgd":
         kwargs["momentum"] = cfg.momentum
+    else:
+        kwargs.update(extra)
     try:
         return cls(params, fused=True, **kwargs)
     except (RuntimeError, TypeError, ValueError):  # older PyTorch: no fused kernel on this device
@@ -265,10 +277,11 @@ class Trainer:
         self.checkpoint_dir, self.resume_hint = checkpoint_dir, resume_hint
         if device.type == "cpu":
             runtime.keep_freed_memory()
-        self.optimizer = build_optimizer(model.parameters(), cfg)
+        self.optimizer = build_optimizer(model.parameters(), cfg, capturable=device.type == "cuda")
         # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and does not.
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
         self.schedule = None
+        self.graphs: StepGraphs | None = None
         self._signal: str | None = None
 
     def _clip(self) -> Tensor:
@@ -285,7 +298,30 @@ class Trainer:
     def _step(
         self, batch: Batch, carry: Any, stateful: bool, epoch: int, step: int, share: float = 1.0
     ) -> tuple[Tensor, Any]:
-        with autocast(self.device, self.cfg.precision):
+        if self.graphs is not None:
+            return self.graphs(batch), None
+        # Checked before the update, so the weights (and the last checkpoint) stay good. On the CPU
+        # the check costs nothing; on a GPU it would sync every step, so there the epoch's loss
+        # is checked at its end instead. fp16's loss scaler handles infinite gradients itself.
+        loss, carry = self._update(
+            batch, carry, share, check_at=(epoch, step) if self.device.type == "cpu" else None
+        )
+        if self.schedule is not None:
+            self.schedule.step()
+        return loss, detach_state(carry) if stateful else None
+
+    def _update(
+        self,
+        batch: Batch,
+        carry: Any = None,
+        share: float = 1.0,
+        check_at: tuple[int, int] | None = None,
+    ) -> tuple[Tensor, Any]:
+        """One optimizer step on ``batch``: forward, backward, clipping, update; the loss.
+
+        With ``check_at`` (epoch, step), a non-finite loss or gradient stops training first.
+        """
+        with autocast(self.device, self.cfg.precision, cache=self.graphs is None):
             loss, carry = self.loss_fn(self.trained, batch, carry)
         self.optimizer.zero_grad(set_to_none=True)
         # DDP averages the processes' gradients; weighting each by its share of the global batch
@@ -293,19 +329,39 @@ class Trainer:
         self.scaler.scale(loss * share if share != 1.0 else loss).backward()
         self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         norm = self._clip()
-        # Checked before the update, so the weights (and the last checkpoint) stay good. On the CPU
-        # the check costs nothing; on a GPU it would sync every step, so there the epoch's loss
-        # is checked at its end instead. fp16's loss scaler handles infinite gradients itself.
-        if self.device.type == "cpu":
-            if not torch.isfinite(loss):
-                raise self._diverged(epoch, step, f"the loss is {loss.detach().item()}")
-            if not self.scaler.is_enabled() and not torch.isfinite(norm):
-                raise self._diverged(epoch, step, f"the gradient norm is {float(norm)}")
+        if check_at is not None:
+            self._check(loss, norm, *check_at)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if self.schedule is not None:
-            self.schedule.step()
-        return loss.detach(), detach_state(carry) if stateful else None
+        return loss.detach(), carry
+
+    def _check(self, loss: Tensor, norm: Tensor, epoch: int, step: int) -> None:
+        if not torch.isfinite(loss):
+            raise self._diverged(epoch, step, f"the loss is {loss.detach().item()}")
+        if not self.scaler.is_enabled() and not torch.isfinite(norm):
+            raise self._diverged(epoch, step, f"the gradient norm is {float(norm)}")
+
+    def _graphs_failed(self, why: str) -> None:
+        self.console.print(
+            f"[yellow]warning:[/] CUDA graphs switched off ({why}); training goes on without them; "
+            "--set train.cuda_graphs=false skips the attempt"
+        )
+
+    def _graphable(self, train: Batches) -> bool:
+        """Whether CUDA graphs can record this run's steps (``train.cuda_graphs``, on a GPU).
+
+        Not for: stateful sources (the carried state changes the graph's inputs), learning-rate
+        schedules (a graph would freeze the rate), fp16 (its loss scaler reads the gradients on
+        the host) and several processes (DDP's hooks).
+        """
+        return (
+            self.cfg.cuda_graphs
+            and self.device.type == "cuda"
+            and not train.stateful
+            and self.cfg.schedule == "constant"
+            and self.cfg.precision != "fp16"
+            and self.world.size == 1
+        )
 
     def _validate(self) -> dict[str, float]:
         with torch.inference_mode(), autocast(self.device, self.cfg.precision):
@@ -344,6 +400,9 @@ class Trainer:
         """
         train = train.to(self.device)
         self.schedule = build_schedule(self.optimizer, self.cfg, self.cfg.epochs * len(train))
+        self.graphs = None
+        if self._graphable(train):
+            self.graphs = StepGraphs(lambda batch: self._update(batch)[0], self._graphs_failed)
         monitor, minimize = self.cfg.monitor, lower_is_better(self.cfg.monitor)
         p: dict[str, Any] = {
             "epoch": 0,
@@ -441,6 +500,10 @@ class Trainer:
                             f"stopped by {self._signal} at epoch {epoch + 1}, step {p['step']}; "
                             f"checkpoint saved, resume with: {self.resume_hint}"
                         )
+                if (
+                    self.device.type == "cuda"
+                ):  # the GPU runs behind: time the work, not its queueing
+                    torch.cuda.synchronize(self.device)
                 seconds = p["epoch_seconds"] + time.perf_counter() - start
                 loss_sum, seen = self.world.sum(
                     torch.stack(
