@@ -105,5 +105,6 @@ def test_the_addition_task_gives_the_same_metrics_with_graphs(tmp_path):
         cfg = task.config(None, [*sets, f"train.cuda_graphs={graphs}"])
         run_dir = run(task, cfg, tmp_path / graphs, device="cuda", quiet=True)
         metrics.append(json.loads((run_dir / "metrics.json").read_text()))
+    assert [m["cuda_graphs"] for m in metrics] == [True, False]
     for key in ("test_exact_match", "test_loss"):
         assert metrics[0][key] == pytest.approx(metrics[1][key], abs=0.01), key
