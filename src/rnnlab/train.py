@@ -500,9 +500,8 @@ class Trainer:
                             f"stopped by {self._signal} at epoch {epoch + 1}, step {p['step']}; "
                             f"checkpoint saved, resume with: {self.resume_hint}"
                         )
-                if (
-                    self.device.type == "cuda"
-                ):  # the GPU runs behind: time the work, not its queueing
+                # The GPU runs behind the host: time the epoch's work, not its queueing.
+                if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 seconds = p["epoch_seconds"] + time.perf_counter() - start
                 loss_sum, seen = self.world.sum(

@@ -231,8 +231,10 @@ def _run(
             train_examples=train_examples,
             parameters=parameter_count(model),
             device=str(target),
-            # Whether the training steps ran as CUDA graphs (rnnlab.graphs), for the record.
-            cuda_graphs=trainer.graphs is not None and trainer.graphs.failure is None,
+            # Whether the training steps were replayed as CUDA graphs (rnnlab.graphs).
+            cuda_graphs=trainer.graphs is not None
+            and trainer.graphs.failure is None
+            and trainer.graphs.replays > 0,
             processes=world.size,
             rnnlab_version=rnnlab.__version__,
         )
