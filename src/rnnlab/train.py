@@ -107,17 +107,17 @@ class TensorBatches:
         return TensorBatches(moved, self.batch_size, self.shuffle, self.seed)
 
     def epoch(self, epoch: int = 0) -> Iterator[Batch]:
+        tensors = self.tensors
         if self.shuffle:
             order = torch.randperm(
                 self.size, generator=torch.Generator().manual_seed(self.seed + epoch)
             )
-            order = order.to(next(iter(self.tensors.values())).device)
+            # One gather per tensor and epoch; every batch is then a view. A gather per batch
+            # costs ~40 us of dispatch on the CPU, 7 % of a small model's step (air quality).
+            order = order.to(next(iter(tensors.values())).device)
+            tensors = {name: t[order] for name, t in tensors.items()}
         for start in range(0, self.size, self.batch_size):
-            if self.shuffle:
-                index = order[start : start + self.batch_size]
-                yield {name: t[index] for name, t in self.tensors.items()}
-            else:
-                yield {name: t[start : start + self.batch_size] for name, t in self.tensors.items()}
+            yield {name: t[start : start + self.batch_size] for name, t in tensors.items()}
 
 
 class LengthBuckets(TensorBatches):
@@ -277,7 +277,8 @@ class Trainer:
         self.checkpoint_dir, self.resume_hint = checkpoint_dir, resume_hint
         if device.type == "cpu":
             runtime.keep_freed_memory()
-        self.optimizer = build_optimizer(model.parameters(), cfg, capturable=device.type == "cuda")
+        self.params = list(model.parameters())
+        self.optimizer = build_optimizer(self.params, cfg, capturable=device.type == "cuda")
         # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and does not.
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
         self.schedule = None
@@ -287,12 +288,12 @@ class Trainer:
     def _clip(self) -> Tensor:
         """Clip the gradients as configured; returns their total norm (before clipping)."""
         if self.cfg.clip_value is not None:
-            nn.utils.clip_grad_value_(self.model.parameters(), self.cfg.clip_value)
+            nn.utils.clip_grad_value_(self.params, self.cfg.clip_value)
         if self.cfg.clip_norm is not None:
-            return nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+            return nn.utils.clip_grad_norm_(self.params, self.cfg.clip_norm)
         # Only the norm, for the divergence check: clip_grad_norm_ with no limit would still
         # rescale every gradient by 1 (a quarter of sentiment's non-LSTM step time).
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grads = [p.grad for p in self.params if p.grad is not None]
         return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
     def _step(
@@ -323,7 +324,10 @@ class Trainer:
         """
         with autocast(self.device, self.cfg.precision, cache=self.graphs is None):
             loss, carry = self.loss_fn(self.trained, batch, carry)
-        self.optimizer.zero_grad(set_to_none=True)
+        # What optimizer.zero_grad does, without its per-call wrappers (30 us, 1.5 % of a small
+        # model's CPU step).
+        for param in self.params:
+            param.grad = None
         # DDP averages the processes' gradients; weighting each by its share of the global batch
         # makes that average the gradient of the global batch's mean loss, even for uneven slices.
         self.scaler.scale(loss * share if share != 1.0 else loss).backward()
