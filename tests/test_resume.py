@@ -97,3 +97,53 @@ def test_resume_refuses_overrides_and_missing_checkpoints(shared_data, tmp_path)
     )
     assert proc.returncode == 2 and "no checkpoint" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_checkpoint_holds_the_state_of_its_snapshot_not_of_later_steps(tmp_path):
+    # The trainer writes checkpoints in the background while training goes on: what is written
+    # must be the state at the snapshot, though on the CPU the weights are updated in place.
+    import torch
+    from torch import nn
+
+    from rnnlab import checkpoint
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+
+    def step() -> None:
+        optimizer.zero_grad()
+        model(torch.randn(4, 3)).square().sum().backward()
+        optimizer.step()
+
+    step()
+    state = checkpoint.snapshot(
+        model=model,
+        optimizer=optimizer,
+        schedule=None,
+        scaler=scaler,
+        progress={"epoch": 1},
+        best=None,
+        carry=None,
+    )
+    then = {k: v.clone() for k, v in model.state_dict().items()}
+    momentum = optimizer.state[model.weight]["momentum_buffer"].clone()
+    step()
+    checkpoint.write(tmp_path / "last", state)
+
+    restored = nn.Linear(3, 2)
+    restored_optimizer = torch.optim.SGD(restored.parameters(), lr=0.1, momentum=0.9)
+    progress, _, _ = checkpoint.load(
+        tmp_path / "last",
+        model=restored,
+        optimizer=restored_optimizer,
+        schedule=None,
+        scaler=scaler,
+        device=torch.device("cpu"),
+    )
+    assert progress == {"epoch": 1}
+    for key, value in restored.state_dict().items():
+        assert torch.equal(value, then[key])
+        assert not torch.equal(value, model.state_dict()[key])
+    assert torch.equal(restored_optimizer.state[restored.weight]["momentum_buffer"], momentum)

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,15 @@ def _unflatten_carry(tensors: dict[str, Tensor], count: int, was_tuple: bool) ->
     return parts if was_tuple else parts[0]
 
 
-def save(
-    directory: Path,
+@dataclass(frozen=True)
+class Snapshot:
+    """A training state copied out of the live objects, ready to be written while training goes on."""
+
+    tensors: dict[str, Tensor]
+    meta: str  # JSON
+
+
+def snapshot(
     *,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -76,8 +84,8 @@ def save(
     progress: dict[str, Any],
     best: dict[str, Tensor] | None,
     carry: Any,
-) -> None:
-    """Write a complete training state to ``directory`` (replaced atomically)."""
+) -> Snapshot:
+    """Copy a complete training state: later steps cannot change what :func:`write` writes."""
     tensors: dict[str, Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
     if best is not None:
         tensors |= {f"best.{k}": v for k, v in best.items()}
@@ -100,13 +108,19 @@ def save(
             "numpy": [np_state[0], np_state[1].tolist(), *map(float, np_state[2:])],
         },
     }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    # A copy even on the CPU, where .cpu() would alias the weights the next step updates.
+    copied = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+    return Snapshot(copied, json.dumps(meta) + "\n")
+
+
+def write(directory: Path, state: Snapshot) -> None:
+    """Write ``state`` to ``directory``, replacing what is there atomically (safe in a thread)."""
     new = directory.with_name(f"{directory.name}.new")
     old = directory.with_name(f"{directory.name}.old")
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
-    safetensors.torch.save_file(tensors, str(new / TENSORS))
-    (new / META).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+    safetensors.torch.save_file(state.tensors, str(new / TENSORS))
+    (new / META).write_text(state.meta, encoding="utf-8")
     for f in (new / TENSORS, new / META):
         with open(f, "rb") as handle:
             os.fsync(handle.fileno())

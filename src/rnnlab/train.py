@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -284,6 +285,8 @@ class Trainer:
         self.schedule = None
         self.graphs: StepGraphs | None = None
         self._signal: str | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: Future[None] | None = None
 
     def _clip(self) -> Tensor:
         """Clip the gradients as configured; returns their total norm (before clipping)."""
@@ -381,9 +384,13 @@ class Trainer:
         )
 
     def _save(self, progress: dict[str, Any], best: dict[str, Tensor] | None, carry: Any) -> None:
+        """Copy the training state now; write it in the background while training goes on.
+
+        Writing and syncing to disk take 3-15 ms an epoch, 2-9 % of a small task's run; the copy
+        takes well under one. One write at a time, so the files on disk are always whole.
+        """
         if self.checkpoint_dir is not None and self.world.is_main:  # one writer; all resume
-            checkpoint.save(
-                self.checkpoint_dir,
+            state = checkpoint.snapshot(
                 model=self.model,
                 optimizer=self.optimizer,
                 schedule=self.schedule,
@@ -392,6 +399,14 @@ class Trainer:
                 best=best,
                 carry=carry,
             )
+            self._written()
+            self._writing = self._writer.submit(checkpoint.write, self.checkpoint_dir, state)
+
+    def _written(self) -> None:
+        """Wait for the checkpoint being written, if any; a write that failed raises here."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signal = signal.Signals(signum).name
@@ -441,7 +456,11 @@ class Trainer:
                 s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
             }
         try:
-            return self._loop(train, p, best, carry, monitor, minimize)
+            with ThreadPoolExecutor(1, thread_name_prefix="rnnlab-checkpoint") as self._writer:
+                try:
+                    return self._loop(train, p, best, carry, monitor, minimize)
+                finally:
+                    self._written()  # on the way out, also after an error: the files are whole
         finally:
             for s, handler in handlers.items():
                 signal.signal(s, handler)
