@@ -150,14 +150,18 @@ class LengthBuckets(TensorBatches):
             chunk = chunk[self.host_lengths[chunk].argsort(stable=True)]
             batches += list(chunk.split(self.batch_size))
         batches = [batches[k] for k in torch.randperm(len(batches), generator=g).tolist()]
-        # One copy of the epoch's order to the device: a copy per batch from pageable memory
-        # would wait for the GPU to finish the step before, every step.
-        device = self.tensors["x"].device
-        moved = torch.cat(batches).to(device).split([len(b) for b in batches])
-        for host, index in zip(batches, moved, strict=True):
-            longest = int(self.host_lengths[host].max())
-            batch = {name: t[index] for name, t in self.tensors.items()}
+        # One gather per tensor and epoch, as TensorBatches; its index goes to the device in one
+        # copy (a copy per batch from pageable memory would wait for the GPU's previous step).
+        order = torch.cat(batches)
+        lengths = self.host_lengths[order].tolist()
+        index = order.to(self.tensors["x"].device)
+        tensors = {name: t[index] for name, t in self.tensors.items()}
+        start = 0
+        for size in map(len, batches):
+            longest = max(lengths[start : start + size])
+            batch = {name: t[start : start + size] for name, t in tensors.items()}
             batch["x"] = batch["x"][:, :longest]
+            start += size
             yield batch
 
 
