@@ -41,6 +41,8 @@ Checkpoints
  33. a model.json claiming another task (weights of another architecture)
  34. --resume of a run without a checkpoint
  35. --resume with --set overrides
+Files the system refuses
+ 36. an --out directory under a regular file
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def _cases(tmp_path: Path, shared_data: Path) -> dict[str, tuple[list[str], list
     wrong = tmp_path / "wrongdigest"
     wrong.mkdir()
     (wrong / "LondonAQ.npz").write_bytes(b"not the real file")
+    blocker = _file(tmp_path, "blocker.txt", "a file where a directory should be\n")
     return {
         "unknown task": (["run", "air-qualty"], ["air-qualty", "air-quality"]),
         "unknown option": ([*AQ, "--epochs", "3"], ["--epochs"]),
@@ -185,6 +188,10 @@ def _cases(tmp_path: Path, shared_data: Path) -> dict[str, tuple[list[str], list
             ["Nowhere"],
         ),
         "wrong digest": ([*AQ, "--data-dir", str(wrong)], ["LondonAQ.npz"]),
+        "out under a file": (
+            [*AQ, "--data-dir", str(shared_data), "--out", f"{blocker}/run"],
+            [f"{blocker}/run", "Not a directory"],
+        ),
     }
 
 
@@ -194,7 +201,7 @@ CASE_NAMES = [
     "malformed --set", "unknown key", "wrong type", "negative epochs", "unknown cell",
     "lecture gru on fused", "val fraction", "missing csv", "ragged csv", "non-numeric ucr",
     "non-integer labels", "empty text", "truncated gzip", "no text column", "unknown site",
-    "wrong digest",
+    "wrong digest", "out under a file",
 ]  # fmt: skip
 
 

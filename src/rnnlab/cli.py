@@ -418,12 +418,17 @@ def main() -> None:
     """Console entry point: user errors (and usage errors) become one line on stderr, exit 2."""
     try:
         app(standalone_mode=False)
-    except RnnlabError as error:
+    except (RnnlabError, OSError) as error:
         from rnnlab.distributed import prints_own_errors, report_failure
 
-        report_failure(str(error))  # for the launcher of `run --procs` or torchrun, if any
+        # An OSError is the system refusing a file (an --out under a regular file, a full disk
+        # while a checkpoint is written): its path and reason, like any other bad input.
+        message = str(error)
+        if isinstance(error, OSError) and error.filename is not None:
+            message = f"{error.filename}: {error.strerror}"
+        report_failure(message)  # for the launcher of `run --procs` or torchrun, if any
         if prints_own_errors():  # the other processes of a run fail alike; one line is enough
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {message}", file=sys.stderr)
         sys.exit(getattr(error, "exit_code", 2))
     except TyperException as error:  # usage errors: unknown option, missing argument...
         ctx = getattr(error, "ctx", None)
