@@ -96,6 +96,28 @@ class ModelConfig:
 
 
 @dataclass
+class HeadModel(ModelConfig):
+    """A recurrent stack under a linear head, with dropout on what the head reads."""
+
+    head_dropout: float = 0.0
+
+    def check(self) -> None:
+        super().check()
+        _fraction("model.head_dropout", self.head_dropout)
+
+
+@dataclass
+class ManyToOneModel(HeadModel):
+    """A recurrent stack read into one vector: its last state, or its outputs pooled over time."""
+
+    pool: Literal["last", "mean", "max"] = "last"
+
+    def head_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`rnnlab.models.ManyToOne` besides the recurrent ones."""
+        return {"head_dropout": self.head_dropout, "pool": self.pool}
+
+
+@dataclass
 class TrainConfig:
     """The training loop's settings (see :class:`rnnlab.train.Trainer`)."""
 

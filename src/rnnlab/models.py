@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -20,11 +20,24 @@ def last_hidden(state: Any, directions: int) -> Tensor:
     return torch.cat(list(h[-directions:]), dim=-1)
 
 
+def pool_over_time(outputs: Tensor, lengths: Tensor | None, how: Literal["mean", "max"]) -> Tensor:
+    """Mean or max of outputs (B, T, H) over each sequence's own steps: (B, H)."""
+    if lengths is None:
+        return outputs.mean(1) if how == "mean" else outputs.amax(1)
+    lengths = lengths.to(outputs.device)
+    real = (torch.arange(outputs.shape[1], device=outputs.device) < lengths[:, None])[..., None]
+    if how == "mean":
+        return (outputs * real).sum(1) / lengths[:, None].to(outputs.dtype)
+    return outputs.masked_fill(~real, float("-inf")).amax(1)
+
+
 class ManyToOne(nn.Module):
     """Sequence -> one vector of ``outputs`` values (regression or class logits).
 
     Inputs are either real-valued features (B, T, input_size) or token ids (B, T) when
     ``vocab_size`` is given (then an embedding of ``embedding`` dims with 0 as padding comes first).
+    The head reads the top layer's last state (``pool="last"``, the lab's), or the mean or max of
+    its outputs over every step: a day's pattern of readings may matter more than where it ends.
     """
 
     def __init__(
@@ -34,8 +47,12 @@ class ManyToOne(nn.Module):
         recurrent: dict[str, Any],
         vocab_size: int | None = None,
         head_dropout: float = 0.0,
+        pool: Literal["last", "mean", "max"] = "last",
     ) -> None:
         super().__init__()
+        if pool not in ("last", "mean", "max"):
+            raise ValueError(f"pool must be 'last', 'mean' or 'max', got {pool!r}")
+        self.pool = pool
         self.embed = nn.Embedding(vocab_size, input_size, padding_idx=0) if vocab_size else None
         self.rnn = Recurrent(input_size, **recurrent)
         self.dropout = nn.Dropout(head_dropout)
@@ -50,16 +67,18 @@ class ManyToOne(nn.Module):
         """x (B, T, F) or token ids (B, T) -> (B, outputs)."""
         if self.embed is not None:
             x = self.embed(x)  # (B, T, E)
-        if lengths is not None and self.rnn.directions == 1:
-            # Right padding comes after each sequence's last step and cannot change the output there,
-            # so read the top layer at ``lengths - 1`` and let the kernel run unpacked (packing costs
-            # 2-3x on the CPU). The backward direction of a bidirectional stack does need packing.
-            outputs, _ = self.rnn(x)  # (B, T, H)
-            last = outputs[torch.arange(x.shape[0], device=x.device), lengths.to(x.device) - 1]
+        # Right padding comes after each sequence's last step and cannot change a forward
+        # direction's outputs before it, so a unidirectional stack runs unpacked (packing costs
+        # 2-3x on the CPU) and reads the real steps only. A backward direction does need packing.
+        unpacked = lengths is not None and self.rnn.directions == 1
+        outputs, state = self.rnn(x, None if unpacked else lengths)  # (B, T, H * directions)
+        if self.pool != "last":
+            summary = pool_over_time(outputs, lengths, self.pool)
+        elif unpacked:
+            summary = outputs[torch.arange(x.shape[0], device=x.device), lengths.to(x.device) - 1]
         else:
-            _, state = self.rnn(x, lengths)
-            last = last_hidden(state, self.rnn.directions)  # (B, H * directions)
-        return self.head(self.dropout(last))
+            summary = last_hidden(state, self.rnn.directions)  # (B, H * directions)
+        return self.head(self.dropout(summary))
 
 
 class CharLM(nn.Module):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab import data, plots
-from rnnlab.config import TrainConfig, check_share
+from rnnlab.config import ManyToOneModel, TrainConfig, check_share
 from rnnlab.data.airquality import Scaler, persistence
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import regression
@@ -56,6 +56,7 @@ class AirQuality(Task):
     name = "air-quality"
     summary = "next-hour air quality regression (London, lag windows, many-to-one)"
     Data = AirQualityData
+    Model = ManyToOneModel
     Train = AirQualityTrain
     combine = "mean"
 
@@ -92,7 +93,8 @@ class AirQuality(Task):
         }
 
     def build_model(self) -> nn.Module:
-        return ManyToOne(self.meta["features"], 1, self.cfg.model.recurrent_kwargs())
+        m = self.cfg.model
+        return ManyToOne(self.meta["features"], 1, m.recurrent_kwargs(), **m.head_kwargs())
 
     def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
         return F.mse_loss(model(batch["x"]).squeeze(-1).float(), batch["y"]), None

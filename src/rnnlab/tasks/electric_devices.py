@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab import data, plots
-from rnnlab.config import TrainConfig, check_share
+from rnnlab.config import ManyToOneModel, TrainConfig, check_share
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import classification, majority_baseline
 from rnnlab.models import ManyToOne
@@ -65,6 +65,7 @@ def stratified_holdout(labels: Tensor, fraction: float, seed: int) -> tuple[Tens
 class Classifier(Task):
     """Shared by the classification tasks: cross-entropy, accuracy, macro-F1, confusion matrix."""
 
+    Model = ManyToOneModel
     combine = "probabilities"
 
     def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
@@ -115,6 +116,10 @@ class ElectricDevices(Classifier):
         self.meta = {"features": x.shape[-1], "classes": [str(c) for c in ucr.classes]}
 
     def build_model(self) -> nn.Module:
+        m = self.cfg.model
         return ManyToOne(
-            self.meta["features"], len(self.meta["classes"]), self.cfg.model.recurrent_kwargs()
+            self.meta["features"],
+            len(self.meta["classes"]),
+            m.recurrent_kwargs(),
+            **m.head_kwargs(),
         )

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from rnnlab import data
-from rnnlab.config import ModelConfig
+from rnnlab.config import ManyToOneModel
 from rnnlab.data.tweets import Vocabulary
 from rnnlab.errors import RnnlabError
 from rnnlab.models import ManyToOne
@@ -43,9 +43,8 @@ class TweetsData:
 
 
 @dataclass
-class TextModel(ModelConfig):
+class TextModel(ManyToOneModel):
     embedding: int = 40
-    head_dropout: float = 0.0
 
 
 @dataclass
@@ -91,7 +90,7 @@ class Sentiment(Classifier):
             len(self.meta["classes"]),
             m.recurrent_kwargs(),
             vocab_size=len(vocab),
-            head_dropout=m.head_dropout,
+            **m.head_kwargs(),
         )
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab import data
-from rnnlab.config import ModelConfig, TrainConfig, check_share
+from rnnlab.config import HeadModel, TrainConfig, check_share
 from rnnlab.data.text import CharVocab, char_streams, char_windows, stream_chunks
 from rnnlab.errors import RnnlabError
 from rnnlab.generate import Sample, generate
@@ -59,21 +59,16 @@ class TextData:
 
 
 @dataclass
-class CharModel(ModelConfig):
+class CharModel(HeadModel):
     """The recurrent stack, the input (0 = one-hot characters, the lab's; else an embedding) and
     dropout before the softmax."""
 
     embedding: int = 0
-    head_dropout: float = 0.0
 
     def check(self) -> None:
         super().check()
         if self.embedding < 0:
             raise RnnlabError(f"config key model.embedding must be >= 0, got {self.embedding}")
-        if not 0.0 <= self.head_dropout < 1.0:
-            raise RnnlabError(
-                f"config key model.head_dropout must be in [0, 1), got {self.head_dropout}"
-            )
         if self.bidirectional:
             raise RnnlabError(
                 "config key model.bidirectional must be false: text is generated forwards"
