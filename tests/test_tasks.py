@@ -88,6 +88,9 @@ def test_sentiment_predicts_labels_for_new_text(capsys, shared_data, tmp_path):
     [
         (["--set", "train.epochz=3"], ["train.epochz", "train.epochs"]),
         (["--set", "train.epochs=-1"], ["train.epochs", ">= 1"]),
+        (["--set", "data.lag=0"], ["data.lag", ">= 1"]),
+        (["--set", "model.head_dropout=1.0"], ["model.head_dropout", "[0, 1)"]),
+        (["--set", "model.pool='median'"], ["model.pool", "'mean'"]),
         (["--set", "model.cell='transformer'"], ["model.cell", "'lstm'"]),
         (["--set", "train.lr='fast'"], ["train.lr", "number"]),
         (["--set", "data.path='/no/such/file.csv'"], ["/no/such/file.csv"]),

@@ -28,9 +28,12 @@ else:  # pragma: no cover
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
-def _at_least(key: str, value: int, low: int) -> None:
-    if value < low:
-        raise RnnlabError(f"config key {key} must be >= {low}, got {value}")
+def check_at_least(section: str, config: Any, low: int, *keys: str) -> None:
+    """Each ``section.key`` of ``config`` named in ``keys`` is ``low`` or more (None: not set)."""
+    for key in keys:
+        value = getattr(config, key)
+        if value is not None and value < low:
+            raise RnnlabError(f"config key {section}.{key} must be >= {low}, got {value}")
 
 
 def check_share(key: str, value: float) -> None:
@@ -62,8 +65,7 @@ class ModelConfig:
 
     def check(self) -> None:
         """Value checks the types cannot express."""
-        _at_least("model.hidden", self.hidden, 1)
-        _at_least("model.layers", self.layers, 1)
+        check_at_least("model", self, 1, "hidden", "layers")
         _fraction("model.dropout", self.dropout)
         _fraction("model.recurrent_dropout", self.recurrent_dropout)
         if self.nonlinearity == "relu" and self.cell != "rnn":
@@ -142,24 +144,22 @@ class TrainConfig:
 
     def check(self) -> None:
         """Value checks the types cannot express."""
-        _at_least("train.epochs", self.epochs, 1)
-        _at_least("train.batch_size", self.batch_size, 1)
-        _at_least("train.eval_batch_size", self.eval_batch_size, 1)
+        counts = (
+            "epochs",
+            "batch_size",
+            "eval_batch_size",
+            "patience",
+            "threads",
+            "checkpoint_every",
+        )
+        check_at_least("train", self, 1, *counts)
+        check_at_least("train", self, 0, "momentum", "weight_decay")
         if self.lr <= 0:
             raise RnnlabError(f"config key train.lr must be > 0, got {self.lr}")
-        for key in ("momentum", "weight_decay"):
-            if getattr(self, key) < 0:
-                raise RnnlabError(f"config key train.{key} must be >= 0, got {getattr(self, key)}")
         for key in ("clip_norm", "clip_value"):
             value = getattr(self, key)
             if value is not None and value <= 0:
                 raise RnnlabError(f"config key train.{key} must be > 0, got {value}")
-        if self.patience is not None:
-            _at_least("train.patience", self.patience, 1)
-        if self.threads is not None:
-            _at_least("train.threads", self.threads, 1)
-        if self.checkpoint_every is not None:
-            _at_least("train.checkpoint_every", self.checkpoint_every, 1)
 
 
 @dataclass

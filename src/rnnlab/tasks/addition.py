@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from rnnlab.config import check_share
+from rnnlab.config import check_at_least, check_share
 from rnnlab.data.addition import (
     VOCAB,
     decode,
@@ -29,7 +29,6 @@ from rnnlab.data.addition import (
     parse_question,
     split_addition,
 )
-from rnnlab.errors import RnnlabError
 from rnnlab.tasks.seq2seq import PairsTask
 
 
@@ -44,11 +43,8 @@ class AdditionSettings:
     test_examples: int = 5000
 
     def check(self) -> None:
-        for key, low in (("examples", 2), ("digits", 1), ("test_examples", 1)):
-            if getattr(self, key) < low:
-                raise RnnlabError(
-                    f"config key data.{key} must be >= {low}, got {getattr(self, key)}"
-                )
+        check_at_least("data", self, 2, "examples")
+        check_at_least("data", self, 1, "digits", "test_examples")
         check_share("data.val_fraction", self.val_fraction)
 
 

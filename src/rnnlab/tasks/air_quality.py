@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab import data, plots
-from rnnlab.config import ManyToOneModel, TrainConfig, check_share
+from rnnlab.config import ManyToOneModel, TrainConfig, check_at_least, check_share
 from rnnlab.data.airquality import Scaler, persistence
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import regression
@@ -42,6 +42,7 @@ class AirQualityData:
     val_fraction: float = 0.1
 
     def check(self) -> None:
+        check_at_least("data", self, 1, "lag", "ahead")
         check_share("data.val_fraction", self.val_fraction)
         if self.path and self.neighbours:
             raise RnnlabError("config key data.neighbours names LondonAQ sites; not with data.path")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from rnnlab import data
-from rnnlab.config import ManyToOneModel
+from rnnlab.config import ManyToOneModel, check_at_least
 from rnnlab.data.tweets import Vocabulary
 from rnnlab.errors import RnnlabError
 from rnnlab.models import ManyToOne
@@ -38,8 +38,7 @@ class TweetsData:
     oov: Literal["drop", "unk"] = "drop"
 
     def check(self) -> None:
-        if self.num_words < 1:
-            raise RnnlabError(f"config key data.num_words must be >= 1, got {self.num_words}")
+        check_at_least("data", self, 1, "num_words")
 
 
 @dataclass

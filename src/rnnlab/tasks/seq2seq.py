@@ -25,7 +25,7 @@ from rich.table import Table
 from torch import Tensor, nn
 
 from rnnlab import plots
-from rnnlab.config import ModelConfig, TrainConfig
+from rnnlab.config import ModelConfig, TrainConfig, check_at_least
 from rnnlab.errors import RnnlabError
 from rnnlab.seq2seq import Seq2Seq
 from rnnlab.tasks.base import Task
@@ -48,11 +48,8 @@ class Seq2SeqModel(ModelConfig):
 
     def check(self) -> None:
         super().check()
-        for key in ("embedding", "decoder_layers", "beam_size"):
-            if getattr(self, key) < 1:
-                raise RnnlabError(f"config key model.{key} must be >= 1, got {getattr(self, key)}")
-        if self.alpha < 0:
-            raise RnnlabError(f"config key model.alpha must be >= 0, got {self.alpha}")
+        check_at_least("model", self, 1, "embedding", "decoder_layers", "beam_size")
+        check_at_least("model", self, 0, "alpha")
 
 
 @dataclass

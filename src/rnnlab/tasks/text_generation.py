@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab import data
-from rnnlab.config import HeadModel, TrainConfig, check_share
+from rnnlab.config import HeadModel, TrainConfig, check_at_least, check_share
 from rnnlab.data.text import CharVocab, char_streams, char_windows, stream_chunks
 from rnnlab.errors import RnnlabError
 from rnnlab.generate import Sample, generate
@@ -52,9 +52,7 @@ class TextData:
     val_fraction: float = 0.1
 
     def check(self) -> None:
-        for key in ("maxlen", "step"):
-            if getattr(self, key) < 1:
-                raise RnnlabError(f"config key data.{key} must be >= 1, got {getattr(self, key)}")
+        check_at_least("data", self, 1, "maxlen", "step")
         check_share("data.val_fraction", self.val_fraction)
 
 
@@ -67,8 +65,7 @@ class CharModel(HeadModel):
 
     def check(self) -> None:
         super().check()
-        if self.embedding < 0:
-            raise RnnlabError(f"config key model.embedding must be >= 0, got {self.embedding}")
+        check_at_least("model", self, 0, "embedding")
         if self.bidirectional:
             raise RnnlabError(
                 "config key model.bidirectional must be false: text is generated forwards"
@@ -88,9 +85,7 @@ class TextTrain(TrainConfig):
 
     def check(self) -> None:
         super().check()
-        for key in ("bptt", "sample_every", "sample_lines", "sample_length"):
-            if getattr(self, key) < 1:
-                raise RnnlabError(f"config key train.{key} must be >= 1, got {getattr(self, key)}")
+        check_at_least("train", self, 1, "bptt", "sample_every", "sample_lines", "sample_length")
         if min(self.sample_temperatures, default=-1.0) < 0:
             raise RnnlabError(
                 f"config key train.sample_temperatures must be >= 0, got {self.sample_temperatures}"
