@@ -63,7 +63,7 @@ def _metrics_table(title: str, metrics: dict) -> Table:
 
 @app.command()
 def tasks() -> None:
-    """List the tasks ``rnnlab run`` knows."""
+    """List the tasks that rnnlab run knows."""
     from rnnlab.tasks import TASKS
 
     table = Table(show_header=True, header_style="bold")
