@@ -2,12 +2,13 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from rnnlab.cells import GRUCell, LSTMCell, RNNCell
-from rnnlab.recurrent import Recurrent
+from rnnlab.lazy import exports
 
 try:
     __version__ = version("rnnlab")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
-__all__ = ["GRUCell", "LSTMCell", "RNNCell", "Recurrent", "__version__"]
+_MODULES = {"rnnlab.cells": ["GRUCell", "LSTMCell", "RNNCell"], "rnnlab.recurrent": ["Recurrent"]}
+__getattr__, __dir__ = exports(__name__, _MODULES)
+__all__ = [*(name for names in _MODULES.values() for name in names), "__version__"]
