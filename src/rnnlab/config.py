@@ -42,6 +42,12 @@ def check_share(key: str, value: float) -> None:
         raise RnnlabError(f"config key {key} must be in (0, 1), got {value}")
 
 
+def check_probability(key: str, value: float) -> None:
+    """A probability or a weight of a mix: between 0 and 1, both included."""
+    if not 0.0 <= value <= 1.0:
+        raise RnnlabError(f"config key {key} must be in [0, 1], got {value}")
+
+
 def _fraction(key: str, value: float) -> None:
     if not 0.0 <= value < 1.0:
         raise RnnlabError(f"config key {key} must be in [0, 1), got {value}")

@@ -85,6 +85,9 @@ class Task:
         """Metrics on a split, keys prefixed with the split's name (``val_loss``, ``test_r2``...)."""
         raise NotImplementedError
 
+    def prepare_training(self) -> None:
+        """What training needs beyond ``splits`` and evaluation does not (a student's soft targets)."""
+
     def train_batches(self) -> Batches:
         """The training data as mini-batches (shuffled each epoch, seeded)."""
         cfg = self.cfg.train
@@ -189,6 +192,7 @@ def _run(
     task = task_cls(cfg, data_dir)
     task.load()
     task.to(target)
+    task.prepare_training()
     seed_everything(cfg.train.seed)  # the model's initial weights do not depend on data loading
     model = task.build_model()
     run_dir = Path(world.broadcast(str(new_run_dir(cfg.task, out)) if main else None))

@@ -7,7 +7,7 @@ What it learned: accuracy and macro-F1 on the test days, a confusion matrix, per
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab import data, plots
-from rnnlab.config import ManyToOneModel, TrainConfig, check_share
+from rnnlab import data, distill, plots
+from rnnlab.config import ManyToOneModel, TrainConfig, check_probability, check_share
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import classification, majority_baseline
 from rnnlab.models import ManyToOne
@@ -46,6 +46,17 @@ class UCRData:
 @dataclass
 class ClassifierTrain(TrainConfig):
     monitor: str = "val_accuracy"
+    teachers: list[str] = field(default_factory=list)  # runs to distil (rnnlab.distill)
+    distill_weight: float = 0.9
+    distill_temperature: float = 4.0
+
+    def check(self) -> None:
+        super().check()
+        check_probability("train.distill_weight", self.distill_weight)
+        if self.distill_temperature <= 0:
+            raise RnnlabError(
+                f"config key train.distill_temperature must be > 0, got {self.distill_temperature}"
+            )
 
 
 def stratified_holdout(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -68,8 +79,21 @@ class Classifier(Task):
     Model = ManyToOneModel
     combine = "probabilities"
 
+    def prepare_training(self) -> None:
+        t = self.cfg.train
+        if t.teachers:
+            self.splits["train"]["soft"] = distill.soft_targets(
+                self, t.teachers, t.distill_temperature
+            )
+
     def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
         logits = model(batch["x"], batch.get("lengths")).float()  # the loss in fp32 under autocast
+        if "soft" in batch:  # a student of teachers' runs
+            t = self.cfg.train
+            taught = distill.loss(
+                logits, batch["y"], batch["soft"], t.distill_weight, t.distill_temperature
+            )
+            return taught, None
         return F.cross_entropy(logits, batch["y"]), None
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:

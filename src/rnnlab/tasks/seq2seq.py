@@ -25,7 +25,7 @@ from rich.table import Table
 from torch import Tensor, nn
 
 from rnnlab import plots
-from rnnlab.config import ModelConfig, TrainConfig, check_at_least
+from rnnlab.config import ModelConfig, TrainConfig, check_at_least, check_probability
 from rnnlab.errors import RnnlabError
 from rnnlab.seq2seq import Seq2Seq
 from rnnlab.tasks.base import Task
@@ -59,10 +59,7 @@ class Seq2SeqTrain(TrainConfig):
 
     def check(self) -> None:
         super().check()
-        if not 0.0 <= self.teacher_forcing <= 1.0:
-            raise RnnlabError(
-                f"config key train.teacher_forcing must be in [0, 1], got {self.teacher_forcing}"
-            )
+        check_probability("train.teacher_forcing", self.teacher_forcing)
 
 
 class PairsTask(Task):

@@ -1,0 +1,89 @@
+"""Knowledge distillation: one model trained to answer like an ensemble of runs (Hinton et al. 2015).
+
+An ensemble of runs beats each of its members (:mod:`rnnlab.ensemble`) but costs all of them at
+every prediction. Distillation trains a single *student* on the ensemble's class probabilities
+(its *soft targets*) as well as on the true labels:
+
+    loss = (1 - w) * CE(z, y) + w * T² * CE(softmax(z / T), softmax(log p / T))
+
+with ``z`` the student's logits, ``p`` the teachers' mean probability, ``w`` the soft targets'
+weight (``train.distill_weight``) and ``T`` the temperature (``train.distill_temperature``).
+Above 1, the temperature lifts the runner-up classes out of the teachers' confidence: which
+classes the teachers find alike is what the student learns from them that labels do not say. The
+factor T² keeps the soft term's gradients on the scale of the hard term's.
+
+The teachers are run directories of the same task, trained on the same ``[data]`` config; a
+directory of ``rnnlab compare`` stands for all of its runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from rnnlab.errors import RnnlabError
+from rnnlab.rundir import load_model_meta
+
+if TYPE_CHECKING:
+    from rnnlab.tasks.base import Task
+
+
+def teacher_runs(paths: Sequence[str]) -> list[Path]:
+    """The run directories ``paths`` name: each a run, or a study holding runs (``rnnlab compare``)."""
+    runs = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_dir():
+            raise RnnlabError(f"config key train.teachers: {path} is not a directory")
+        if (path / "model.json").is_file():
+            runs.append(path)
+            continue
+        inner = sorted(p.parent for p in path.glob("*/model.json"))
+        if not inner:
+            raise RnnlabError(
+                f"config key train.teachers: {path} holds no trained run (no model.json in it "
+                "or in its subdirectories)"
+            )
+        runs += inner
+    return runs
+
+
+def soft_targets(task: Task, paths: Sequence[str], temperature: float) -> Tensor:
+    """The teachers' mean class probabilities on ``task``'s training split, softened by ``temperature``.
+
+    ``task`` is loaded and on its device. Every teacher must be a run of the same task trained on
+    the same ``[data]`` config, so that its inputs and classes mean what the student's do.
+    """
+    from rnnlab.ensemble import Ensemble  # both import the tasks, which import this module
+    from rnnlab.tasks import restore, task_of
+
+    members = []
+    for run_dir in teacher_runs(paths):
+        if task_of(run_dir) is not type(task):
+            other = load_model_meta(run_dir).get("task")
+            raise RnnlabError(
+                f"config key train.teachers: {run_dir} is a run of task {other!r}, "
+                f"not of {task.name!r}"
+            )
+        teacher, model = restore(type(task), run_dir, str(task.device))
+        if teacher.cfg.data != task.cfg.data:
+            ours, theirs = vars(task.cfg.data), vars(teacher.cfg.data)
+            key = next(k for k in ours if ours[k] != theirs.get(k))
+            raise RnnlabError(
+                f"config key train.teachers: {run_dir} was trained with data.{key}="
+                f"{theirs.get(key)!r}, this run has {ours[key]!r}; teachers must read the same data"
+            )
+        members.append(model)
+    log_p = task.outputs(Ensemble(members, "probabilities").eval(), "train")
+    return (log_p / temperature).softmax(-1)
+
+
+def loss(logits: Tensor, labels: Tensor, soft: Tensor, weight: float, temperature: float) -> Tensor:
+    """The student's loss: cross-entropy on ``labels`` and, weighted ``weight``, on ``soft``."""
+    hard = F.cross_entropy(logits, labels)
+    taught = F.cross_entropy(logits / temperature, soft) * temperature**2
+    return (1.0 - weight) * hard + weight * taught
