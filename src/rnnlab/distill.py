@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnlab.errors import RnnlabError
-from rnnlab.rundir import load_model_meta
 
 if TYPE_CHECKING:
     from rnnlab.tasks.base import Task
@@ -59,17 +58,14 @@ def soft_targets(task: Task, paths: Sequence[str], temperature: float) -> Tensor
     the same ``[data]`` config, so that its inputs and classes mean what the student's do.
     """
     from rnnlab.ensemble import Ensemble  # both import the tasks, which import this module
-    from rnnlab.tasks import restore, task_of
+    from rnnlab.tasks import restore
 
     members = []
     for run_dir in teacher_runs(paths):
-        if task_of(run_dir) is not type(task):
-            other = load_model_meta(run_dir).get("task")
-            raise RnnlabError(
-                f"config key train.teachers: {run_dir} is a run of task {other!r}, "
-                f"not of {task.name!r}"
-            )
-        teacher, model = restore(type(task), run_dir, str(task.device))
+        try:  # restore refuses a run of another task, or one without its files
+            teacher, model = restore(type(task), run_dir, str(task.device))
+        except RnnlabError as error:
+            raise RnnlabError(f"config key train.teachers: {error}") from None
         if teacher.cfg.data != task.cfg.data:
             ours, theirs = vars(task.cfg.data), vars(teacher.cfg.data)
             key = next(k for k in ours if ours[k] != theirs.get(k))
