@@ -72,10 +72,12 @@ def test_a_student_trains_from_a_study_and_evaluates_without_it(
     out = tmp_path / "student"
     args = [a for s in sets for a in ("--set", s)]
     code, _, err = rnnlab(
-        capsys, "run", "electric-devices", "--quiet", "--out", str(out), *args,
+        capsys, "run", "electric-devices", "--out", str(out), *args,
         "--set", f"train.teachers=['{study}']", "--set", "train.distill_weight=0.5",
     )  # fmt: skip
     assert code == 0, err
+    # The study is named as the runs it stands for.
+    assert f"taught by 2 runs (weight 0.5, temperature 4.0): {study}/seed0, {study}/seed1" in err
     assert f'"{study}"' in (out / "config.toml").read_text()
     saved = json.loads((out / "metrics.json").read_text())
     # The student is one model like any other: eval rebuilds it with no teacher in sight.

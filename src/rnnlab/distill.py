@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from rnnlab.tasks.base import Task
 
 
-def teacher_runs(paths: Sequence[str]) -> list[Path]:
+def teacher_runs(paths: Sequence[str | Path]) -> list[Path]:
     """The run directories ``paths`` name: each a run, or a study holding runs (``rnnlab compare``)."""
     runs = []
     for name in paths:
@@ -51,7 +51,7 @@ def teacher_runs(paths: Sequence[str]) -> list[Path]:
     return runs
 
 
-def soft_targets(task: Task, paths: Sequence[str], temperature: float) -> Tensor:
+def soft_targets(task: Task, paths: Sequence[str | Path], temperature: float) -> Tensor:
     """The teachers' mean class probabilities on ``task``'s training split, softened by ``temperature``.
 
     ``task`` is loaded and on its device. Every teacher must be a run of the same task trained on

@@ -85,8 +85,10 @@ class Task:
         """Metrics on a split, keys prefixed with the split's name (``val_loss``, ``test_r2``...)."""
         raise NotImplementedError
 
-    def prepare_training(self) -> None:
-        """What training needs beyond ``splits`` and evaluation does not (a student's soft targets)."""
+    def prepare_training(self) -> str | None:
+        """What training needs beyond ``splits`` and evaluation does not (a student's soft targets);
+        returns a line for the user saying what was prepared, if anything."""
+        return None
 
     def train_batches(self) -> Batches:
         """The training data as mini-batches (shuffled each epoch, seeded)."""
@@ -192,7 +194,9 @@ def _run(
     task = task_cls(cfg, data_dir)
     task.load()
     task.to(target)
-    task.prepare_training()
+    prepared = task.prepare_training()
+    if prepared:
+        console.print(prepared, soft_wrap=True, markup=False, highlight=False)
     seed_everything(cfg.train.seed)  # the model's initial weights do not depend on data loading
     model = task.build_model()
     run_dir = Path(world.broadcast(str(new_run_dir(cfg.task, out)) if main else None))

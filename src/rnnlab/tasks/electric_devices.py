@@ -79,12 +79,16 @@ class Classifier(Task):
     Model = ManyToOneModel
     combine = "probabilities"
 
-    def prepare_training(self) -> None:
+    def prepare_training(self) -> str | None:
         t = self.cfg.train
-        if t.teachers:
-            self.splits["train"]["soft"] = distill.soft_targets(
-                self, t.teachers, t.distill_temperature
-            )
+        if not t.teachers:
+            return None
+        runs = distill.teacher_runs(t.teachers)  # a study stands for its runs: name them
+        self.splits["train"]["soft"] = distill.soft_targets(self, runs, t.distill_temperature)
+        return (
+            f"taught by {len(runs)} runs (weight {t.distill_weight}, temperature "
+            f"{t.distill_temperature}): {', '.join(map(str, runs))}"
+        )
 
     def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
         logits = model(batch["x"], batch.get("lengths")).float()  # the loss in fp32 under autocast
