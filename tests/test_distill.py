@@ -59,7 +59,7 @@ def test_soft_targets_are_the_teachers_mean_probabilities_softened(tiny):
     with torch.inference_mode():
         log_p = Ensemble(members, "probabilities")(task.splits["train"]["x"])
     for temperature in (1.0, 4.0):
-        soft = distill.soft_targets(task, [str(study)], temperature)
+        soft = distill.soft_targets(task, runs, temperature)
         torch.testing.assert_close(soft, (log_p / temperature).softmax(-1))
     # A higher temperature spreads the teachers' confidence: the top class gets less.
     assert (soft.max(-1).values < log_p.exp().max(-1).values).all()

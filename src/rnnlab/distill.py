@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from rnnlab.tasks.base import Task
 
 
-def teacher_runs(paths: Sequence[str | Path]) -> list[Path]:
+def teacher_runs(paths: Sequence[str]) -> list[Path]:
     """The run directories ``paths`` name: each a run, or a study holding runs (``rnnlab compare``)."""
     runs = []
     for name in paths:
@@ -51,8 +51,9 @@ def teacher_runs(paths: Sequence[str | Path]) -> list[Path]:
     return runs
 
 
-def soft_targets(task: Task, paths: Sequence[str | Path], temperature: float) -> Tensor:
-    """The teachers' mean class probabilities on ``task``'s training split, softened by ``temperature``.
+def soft_targets(task: Task, runs: Sequence[Path], temperature: float) -> Tensor:
+    """The mean class probabilities of ``runs`` (from :func:`teacher_runs`) on ``task``'s training
+    split, softened by ``temperature``.
 
     ``task`` is loaded and on its device. Every teacher must be a run of the same task trained on
     the same ``[data]`` config, so that its inputs and classes mean what the student's do.
@@ -61,7 +62,7 @@ def soft_targets(task: Task, paths: Sequence[str | Path], temperature: float) ->
     from rnnlab.tasks import restore
 
     members = []
-    for run_dir in teacher_runs(paths):
+    for run_dir in runs:
         try:  # restore refuses a run of another task, or one without its files
             teacher, model = restore(type(task), run_dir, str(task.device))
         except RnnlabError as error:
