@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 import rnnlab
+from rnnlab import runtime
 from rnnlab.config import CONFIG_DIR
 from rnnlab.distributed import launch
 from rnnlab.graphs import StepGraphs
@@ -67,6 +68,16 @@ VARIANTS = {
         ],
     ),
 }
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def matmul_peak(dtype: torch.dtype, device: str, n: int = 4096, repeats: int = 3) -> float:
@@ -212,7 +223,7 @@ def bench(
     best: bool,
     device: str,
     data_dir: Path | None,
-    peaks: dict[str, float],
+    peaks: dict[str, float | None],
     procs: int = 1,
     repeats: int = 1,
     command: bool = False,
@@ -251,6 +262,7 @@ def bench(
         "task": name,
         "config": str(config) if config else "lab",
         "processes": procs,
+        "precision": metrics["precision"],  # as trained: fp32 on a CPU without bf16 instructions
         "wall_s": round(wall, 2),
         "wall_s_runs": [round(r["wall"], 2) for r in results],
         "train_s": metrics["train_seconds"],
@@ -263,7 +275,7 @@ def bench(
         "gflop": round(result["flops"] / 1e9, 1),
         "gflop_per_s": round(rate / 1e9, 1),
         "fraction_of_fp32_peak": round(rate / peaks["fp32"], 3),
-        "fraction_of_bf16_peak": round(rate / peaks["bf16"], 3),
+        "fraction_of_bf16_peak": round(rate / peaks["bf16"], 3) if peaks["bf16"] else None,
         "metric": key,
         "value": metrics.get(key),
         "keras_wall_s": keras_wall,
@@ -352,23 +364,26 @@ def main() -> None:
         "rnnlab": rnnlab.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the widest vector ISA torch uses
         "processes": args.procs,
         "threads": torch.get_num_threads() if args.procs == 1 else None,
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
     device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    # Without bf16 instructions a 4096² bf16 product takes minutes, and training falls back to fp32.
+    bf16 = device == "cuda" or runtime.cpu_runs(torch.bfloat16)
     peaks = {
         "device": device,
         "fp32": matmul_peak(torch.float32, device),
-        "bf16": matmul_peak(torch.bfloat16, device),
+        "bf16": matmul_peak(torch.bfloat16, device) if bf16 else None,
     }
     header["matmul_gflop_per_s_fp32"] = round(peaks["fp32"] / 1e9, 1)
-    header["matmul_gflop_per_s_bf16"] = round(peaks["bf16"] / 1e9, 1)
+    header["matmul_gflop_per_s_bf16"] = round(peaks["bf16"] / 1e9, 1) if bf16 else None
     print(" ".join(f"{k}={v}" for k, v in header.items()), file=sys.stderr)
     rows = []
     print(
-        f"{'task':<24}{'wall s':>8}{'s/epoch':>9}{'ep':>4}{'samples/s':>10}{'MB':>6}"
+        f"{'task':<24}{'prec':>5}{'wall s':>8}{'s/epoch':>9}{'ep':>4}{'samples/s':>10}{'MB':>6}"
         f"{'GFLOP':>8}{'GFLOP/s':>8}{'%fp32':>6}{'%bf16':>6}  {'metric':<16}{'value':>7}"
         f"{'keras s':>8}{'keras':>7}{'speedup':>8}"
     )
@@ -387,10 +402,11 @@ def main() -> None:
         rows.append(row)
         value = row["value"] if row["value"] is not None else float("nan")
         print(
-            f"{task:<24}{row['wall_s']:>8.1f}{row['s_per_epoch']:>9.3f}{row['epochs']:>4}"
+            f"{task:<24}{row['precision']:>5}{row['wall_s']:>8.1f}{row['s_per_epoch']:>9.3f}{row['epochs']:>4}"
             f"{row['samples_per_s']:>10}{row['peak_memory_mb']:>6}{row['gflop']:>8.0f}"
             f"{row['gflop_per_s']:>8.1f}{100 * row['fraction_of_fp32_peak']:>6.0f}"
-            f"{100 * row['fraction_of_bf16_peak']:>6.0f}  {row['metric']:<16}{value:>7.4f}"
+            f"{100 * (row['fraction_of_bf16_peak'] or float('nan')):>6.0f}"
+            f"  {row['metric']:<16}{value:>7.4f}"
             f"{row['keras_wall_s']:>8.1f}{row['keras_value']:>7.3f}"
             f"{row['speedup_vs_keras']:>7.1f}x"
             + (f"  runs: {' '.join(map(str, row['wall_s_runs']))}" if args.repeats > 1 else "")

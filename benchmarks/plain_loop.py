@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--steps-timed", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.precision == "bf16" and not runtime.cpu_runs(torch.bfloat16):
+        parser.error("--precision bf16: this CPU has no bf16 instructions (AVX-512-BF16 or AMX)")
     shape = (
         f"{args.cell} {args.input}->{args.hidden} x{args.layers}, {args.steps} steps, "
         f"batch {args.batch}, {args.precision}"

@@ -10,7 +10,7 @@ from cli_helpers import assert_one_line_error, rnnlab
 from slices import ucr_slice
 
 RUN_FILES = {"config.toml", "history.csv", "metrics.json", "model.safetensors", "model.json"}
-COMMON_KEYS = {"train_seconds", "epochs", "parameters", "device", "rnnlab_version"}
+COMMON_KEYS = {"train_seconds", "epochs", "parameters", "device", "precision", "rnnlab_version"}
 
 
 def _run(capsys, shared_data, tmp_path, task, *sets):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import pytest
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 
+from rnnlab import runtime
 from rnnlab.config import ModelConfig, TrainConfig, load_config, parse_override
 from rnnlab.errors import RnnlabError
 from rnnlab.models import ManyToOne
@@ -20,10 +23,10 @@ def _problem(n=256, steps=5, seed=0):
     return {"x": x, "y": x.sum(dim=(1, 2))}  # many-to-one: the sum of the sequence
 
 
-def _fit(**train):
+def _fit(cell="gru", console=None, **train):
     torch.manual_seed(0)
     cfg = TrainConfig(**({"epochs": 8, "batch_size": 32, "lr": 0.02, "monitor": "val_mse"} | train))
-    model = ManyToOne(1, 1, {"hidden_size": 16, "cell": "gru", "gru_variant": "cudnn"})
+    model = ManyToOne(1, 1, {"hidden_size": 16, "cell": cell, "gru_variant": "cudnn"})
     data, val = _problem(), _problem(64, seed=1)
 
     def loss(m, batch, state):
@@ -33,7 +36,9 @@ def _fit(**train):
     def evaluate(m):
         return {"val_mse": float(F.mse_loss(m(val["x"]).squeeze(-1), val["y"]))}
 
-    trainer = Trainer(model, cfg, loss, evaluate, torch.device("cpu"), quiet=True)
+    trainer = Trainer(
+        model, cfg, loss, evaluate, torch.device("cpu"), quiet=console is None, console=console
+    )
     return trainer.fit(TensorBatches(data, cfg.batch_size, seed=cfg.seed)), model, evaluate
 
 
@@ -63,6 +68,24 @@ def test_same_seed_same_history_on_cpu():
 def test_every_optimizer_and_schedule_trains(train):
     result, _, _ = _fit(**train)
     assert result.history[-1]["val_mse"] < result.history[0]["val_mse"]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_trains_an_lstm_on_any_cpu(precision):
+    # oneDNN builds no half-precision LSTM on a CPU without the instructions for it (AVX2 EPYCs
+    # for both, AVX-512-BF16 ones for fp16): the trainer then trains in fp32 instead of failing.
+    result, _, _ = _fit(cell="lstm", precision=precision, epochs=3)
+    assert result.history[-1]["val_mse"] < result.history[0]["val_mse"]
+
+
+def test_without_the_instructions_half_precision_trains_in_fp32_and_says_so(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_runs", lambda dtype: False)
+    shown = io.StringIO()
+    half, _, _ = _fit(precision="bf16", epochs=2, console=Console(file=shown, width=200))
+    full, _, _ = _fit(epochs=2)
+    assert [r["val_mse"] for r in half.history] == [r["val_mse"] for r in full.history]
+    assert "train.precision='bf16': this CPU has no bf16 instructions" in shown.getvalue()
+    assert "training in fp32" in shown.getvalue()
 
 
 def test_early_stopping_stops_after_patience():

@@ -44,6 +44,10 @@ def lower_is_better(metric: str) -> bool:
     return metric.endswith(_LOWER_IS_BETTER)
 
 
+HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
+NEEDS = {"bf16": "AVX-512-BF16 or AMX", "fp16": "AVX-512-FP16 or AMX-FP16"}  # what a CPU lacks
+
+
 def autocast(
     device: torch.device, precision: str, cache: bool = True
 ) -> contextlib.AbstractContextManager:
@@ -55,8 +59,17 @@ def autocast(
     """
     if precision == "fp32":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache)
+    return torch.autocast(device.type, dtype=HALF[precision], cache_enabled=cache)
+
+
+def usable_precision(device: torch.device, precision: str) -> str:
+    """``precision``, or ``"fp32"`` on a CPU without the instructions for it.
+
+    There a half-precision run would be ~150x slower in its matmuls, or fail in its LSTM.
+    """
+    if device.type == "cpu" and precision != "fp32" and not runtime.cpu_runs(HALF[precision]):
+        return "fp32"
+    return precision
 
 
 def resolve_device(device: str) -> torch.device:
@@ -288,10 +301,16 @@ class Trainer:
         self.checkpoint_dir, self.resume_hint = checkpoint_dir, resume_hint
         if device.type == "cpu":
             runtime.keep_freed_memory()
+        self.precision = usable_precision(device, cfg.precision)
+        if self.precision != cfg.precision:
+            self.console.print(
+                f"[yellow]warning:[/] train.precision={cfg.precision!r}: this CPU has no "
+                f"{cfg.precision} instructions ({NEEDS[cfg.precision]}); training in fp32"
+            )
         self.params = list(model.parameters())
         self.optimizer = build_optimizer(self.params, cfg, capturable=device.type == "cuda")
         # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and does not.
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self.schedule = None
         self.graphs: StepGraphs | None = None
         self._signal: str | None = None
@@ -335,7 +354,7 @@ class Trainer:
 
         With ``check_at`` (epoch, step), a non-finite loss or gradient stops training first.
         """
-        with autocast(self.device, self.cfg.precision, cache=self.graphs is None):
+        with autocast(self.device, self.precision, cache=self.graphs is None):
             loss, carry = self.loss_fn(self.trained, batch, carry)
         # What optimizer.zero_grad does, without its per-call wrappers (30 us, 1.5 % of a small
         # model's CPU step).
@@ -376,12 +395,12 @@ class Trainer:
             and self.device.type == "cuda"
             and not train.stateful
             and self.cfg.schedule == "constant"
-            and self.cfg.precision != "fp16"
+            and self.precision != "fp16"
             and self.world.size == 1
         )
 
     def _validate(self) -> dict[str, float]:
-        with torch.inference_mode(), autocast(self.device, self.cfg.precision):
+        with torch.inference_mode(), autocast(self.device, self.precision):
             return self.evaluate(self.model)
 
     def _diverged(self, epoch: int, step: int, value: object) -> RnnlabError:

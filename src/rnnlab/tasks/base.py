@@ -239,6 +239,7 @@ def _run(
             train_examples=train_examples,
             parameters=parameter_count(model),
             device=str(target),
+            precision=trainer.precision,  # fp32 where the CPU lacks what train.precision asked
             # Whether the training steps were replayed as CUDA graphs (rnnlab.graphs).
             cuda_graphs=trainer.graphs is not None
             and trainer.graphs.failure is None
