@@ -8,8 +8,8 @@ keeps freed memory in the process for the next step, the job a caching allocator
 
 Half precision is fast on a CPU only where it has the instructions for it (AVX-512-BF16 or AMX for
 bf16, AVX-512-FP16 or AMX-FP16 for fp16). Elsewhere a bf16 matmul runs about 150x slower than an
-fp32 one (0.95 against 148 GFLOP/s for 1024² on an AVX2 EPYC), and oneDNN refuses to build an LSTM
-in that type at all.
+fp32 one (0.95 against 148 GFLOP/s for 1024² on an AVX2 EPYC: benchmarks/RESULTS.md, session 10),
+and oneDNN refuses to build an LSTM in that type at all.
 """
 
 from __future__ import annotations
