@@ -78,6 +78,13 @@ def test_half_precision_trains_an_lstm_on_any_cpu(precision):
     assert result.history[-1]["val_mse"] < result.history[0]["val_mse"]
 
 
+def test_asking_the_cpu_draws_no_random_numbers():
+    runtime.cpu_runs.cache_clear()
+    before = torch.get_rng_state()
+    runtime.cpu_runs(torch.bfloat16)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_without_the_instructions_half_precision_trains_in_fp32_and_says_so(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_runs", lambda dtype: False)
     shown = io.StringIO()

@@ -42,9 +42,11 @@ def cpu_runs(dtype: torch.dtype) -> bool:
     """Whether this CPU has the instructions to run ``dtype`` (bf16 or fp16) fast.
 
     Asked the way training would find out: oneDNN builds an LSTM under autocast in ``dtype``
-    only where the CPU has them, and raises otherwise.
+    only where the CPU has them, and raises otherwise. The probe's weights are drawn from a
+    forked generator, so asking leaves a seeded run's random numbers as they were.
     """
-    lstm = torch.nn.LSTM(1, 1)
+    with torch.random.fork_rng(devices=[]):
+        lstm = torch.nn.LSTM(1, 1)
     try:
         with torch.autocast("cpu", dtype=dtype):
             lstm(torch.zeros(1, 1, 1))
