@@ -14,7 +14,7 @@ from rnnlab import runtime
 from rnnlab.config import ModelConfig, TrainConfig, load_config, parse_override
 from rnnlab.errors import RnnlabError
 from rnnlab.models import ManyToOne
-from rnnlab.train import TensorBatches, Trainer, lower_is_better
+from rnnlab.train import TensorBatches, Trainer, lower_is_better, missing_for
 
 
 def _problem(n=256, steps=5, seed=0):
@@ -93,6 +93,16 @@ def test_without_the_instructions_half_precision_trains_in_fp32_and_says_so(monk
     assert [r["val_mse"] for r in half.history] == [r["val_mse"] for r in full.history]
     assert "train.precision='bf16': this CPU has no bf16 instructions" in shown.getvalue()
     assert "training in fp32" in shown.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("capability", "missing"), [((7, 5), "compute capability 7.5"), ((8, 0), None), ((9, 0), None)]
+)
+def test_bf16_needs_a_gpu_of_compute_capability_8(monkeypatch, capability, missing):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    found = missing_for(torch.device("cuda"), "bf16")
+    assert found == missing if missing is None else missing in found
+    assert missing_for(torch.device("cuda"), "fp16") is None
 
 
 def test_early_stopping_stops_after_patience():

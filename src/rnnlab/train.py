@@ -45,7 +45,6 @@ def lower_is_better(metric: str) -> bool:
 
 
 HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
-NEEDS = {"bf16": "AVX-512-BF16 or AMX", "fp16": "AVX-512-FP16 or AMX-FP16"}  # what a CPU lacks
 
 
 def autocast(
@@ -62,14 +61,25 @@ def autocast(
     return torch.autocast(device.type, dtype=HALF[precision], cache_enabled=cache)
 
 
-def usable_precision(device: torch.device, precision: str) -> str:
-    """``precision``, or ``"fp32"`` on a CPU without the instructions for it.
+def missing_for(device: torch.device, precision: str) -> str | None:
+    """What ``device`` lacks to train in ``precision``, or None if nothing.
 
-    There a half-precision run would be ~150x slower in its matmuls, or fail in its LSTM.
+    A CPU without bf16 (fp16) instructions runs half-precision matmuls ~150x slower than fp32 and
+    builds no half-precision LSTM at all; a GPU older than Ampere has no bf16 units.
     """
-    if device.type == "cpu" and precision != "fp32" and not runtime.cpu_runs(HALF[precision]):
-        return "fp32"
-    return precision
+    if precision == "fp32":
+        return None
+    if device.type == "cpu" and not runtime.cpu_runs(HALF[precision]):
+        needs = "AVX-512-BF16 or AMX" if precision == "bf16" else "AVX-512-FP16 or AMX-FP16"
+        return f"this CPU has no {precision} instructions ({needs})"
+    if device.type == "cuda" and precision == "bf16":
+        major, minor = torch.cuda.get_device_capability(device)
+        if major < 8:
+            return (
+                f"this GPU (compute capability {major}.{minor}) has no bf16 units (8.0 and newer "
+                "have them); 'fp16' uses its tensor cores"
+            )
+    return None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -301,11 +311,11 @@ class Trainer:
         self.checkpoint_dir, self.resume_hint = checkpoint_dir, resume_hint
         if device.type == "cpu":
             runtime.keep_freed_memory()
-        self.precision = usable_precision(device, cfg.precision)
-        if self.precision != cfg.precision:
+        missing = missing_for(device, cfg.precision)
+        self.precision = "fp32" if missing else cfg.precision  # what the steps run in
+        if missing:
             self.console.print(
-                f"[yellow]warning:[/] train.precision={cfg.precision!r}: this CPU has no "
-                f"{cfg.precision} instructions ({NEEDS[cfg.precision]}); training in fp32"
+                f"[yellow]warning:[/] train.precision={cfg.precision!r}: {missing}; training in fp32"
             )
         self.params = list(model.parameters())
         self.optimizer = build_optimizer(self.params, cfg, capturable=device.type == "cuda")
