@@ -42,14 +42,13 @@ import torch
 from torch import nn
 
 import rnnlab
-from rnnlab import runtime
 from rnnlab.config import CONFIG_DIR
 from rnnlab.distributed import launch
 from rnnlab.graphs import StepGraphs
 from rnnlab.recurrent import Recurrent
 from rnnlab.report import KERAS
 from rnnlab.tasks import TASKS, get_task, run
-from rnnlab.train import resolve_device
+from rnnlab.train import missing_for, resolve_device
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -372,7 +371,7 @@ def main() -> None:
     }
     device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     # Without bf16 instructions a 4096² bf16 product takes minutes, and training falls back to fp32.
-    bf16 = device == "cuda" or runtime.cpu_runs(torch.bfloat16)
+    bf16 = missing_for(torch.device(device), "bf16") is None
     peaks = {
         "device": device,
         "fp32": matmul_peak(torch.float32, device),

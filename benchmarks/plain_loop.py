@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from rnnlab import runtime
+from rnnlab.train import missing_for
 
 
 def step_ms(args: argparse.Namespace) -> float:
@@ -90,8 +91,9 @@ def main() -> None:
     parser.add_argument("--steps-timed", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    if args.precision == "bf16" and not runtime.cpu_runs(torch.bfloat16):
-        parser.error("--precision bf16: this CPU has no bf16 instructions (AVX-512-BF16 or AMX)")
+    missing = missing_for(torch.device("cpu"), args.precision)
+    if missing:
+        parser.error(f"--precision {args.precision}: {missing}")
     shape = (
         f"{args.cell} {args.input}->{args.hidden} x{args.layers}, {args.steps} steps, "
         f"batch {args.batch}, {args.precision}"
