@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -412,6 +413,22 @@ def lab(
 
 app.add_typer(data_app, name="data")
 app.add_typer(diagnose_app, name="diagnose")
+
+
+def _one_line_paragraphs(group: typer.Typer) -> None:
+    """Give every command its docstring as help with each paragraph on one line.
+
+    typer keeps the line breaks of a docstring's later paragraphs, so the terminal showed the
+    source's 100-column lines cut again at its own width: ragged text.
+    """
+    for info in group.registered_commands:
+        doc = inspect.getdoc(info.callback) or ""
+        info.help = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
+    for sub in group.registered_groups:
+        _one_line_paragraphs(sub.typer_instance)
+
+
+_one_line_paragraphs(app)
 
 
 def main() -> None:
