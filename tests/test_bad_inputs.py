@@ -19,6 +19,10 @@ Configs
  14. an unknown cell
  15. the lecture GRU forced onto the fused engine
  16. data.val_fraction outside (0, 1)
+ 37. a number that is not finite (train.lr=nan)
+ 38. an integer too large for the libraries (train.seed=2**32)
+ 39. more digits than an int64 sum holds (data.digits=19)
+ 40. a dataset that is not a text for text generation
 Data files
  17. a CSV path that does not exist
  18. a CSV row with the wrong number of fields
@@ -29,6 +33,10 @@ Data files
  23. a tweets CSV without the text column
  24. an unknown site in the air-quality archive
  25. a data file whose SHA-256 digest is wrong
+ 41. NaN in a CSV series
+ 42. NaN in a UCR file (as UCR pads unequal lengths)
+ 43. so little data that a split is empty
+ 44. a seq2seq pair longer than data.max_tokens
 Prompts
  26. a generation prime with characters the model never saw
  27. sentiment text with no known word
@@ -43,6 +51,9 @@ Checkpoints
  35. --resume with --set overrides
 Files the system refuses
  36. an --out directory under a regular file
+ 45. an --out directory that already holds files
+ 46. --json naming a directory
+Also: Ctrl-C outside the training loop; a model.json without an entry the task needs.
 """
 
 from __future__ import annotations
@@ -117,6 +128,20 @@ def _cases(tmp_path: Path, shared_data: Path) -> dict[str, tuple[list[str], list
     wrong.mkdir()
     (wrong / "LondonAQ.npz").write_bytes(b"not the real file")
     blocker = _file(tmp_path, "blocker.txt", "a file where a directory should be\n")
+    series = "\n".join(f"{i % 7}.5" for i in range(300))
+    nan_csv = _file(tmp_path, "nan.csv", f"load\n{series}\nnan\n{series}\n")
+    nan_ucr = _file(tmp_path, "N_TRAIN.tsv", "1\t0.5\t0.7\n2\t0.1\tNaN\n")
+    one_ucr = _file(tmp_path, "O_TRAIN.tsv", "1\t0.5\t0.7\n")
+    one_test = _file(tmp_path, "O_TEST.tsv", "1\t0.5\t0.7\n")
+    pairs = "".join(f"{i}\t{i + 1}\n" for i in range(20)) + "x" * 300 + "\ty\n"
+    long_pair = _file(tmp_path, "long.tsv", pairs)
+
+    def test_of(path: str) -> list[str]:
+        return ["--set", f"data.test='{path}'"]
+
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("someone's files\n")
     return {
         "unknown task": (["run", "air-qualty"], ["air-qualty", "air-quality"]),
         "unknown option": ([*AQ, "--epochs", "3"], ["--epochs"]),
@@ -192,6 +217,30 @@ def _cases(tmp_path: Path, shared_data: Path) -> dict[str, tuple[list[str], list
             [*AQ, "--data-dir", str(shared_data), "--out", f"{blocker}/run"],
             [f"{blocker}/run", "Not a directory"],
         ),
+        "nan lr": ([*AQ, "--set", "train.lr=nan"], ["train.lr", "finite"]),
+        "huge seed": ([*AQ, "--set", "train.seed=4294967296"], ["train.seed", "4294967296"]),
+        "too many digits": (["run", "addition", "--set", "data.digits=19"], ["data.digits", "18"]),
+        "not a text": (
+            ["run", "text-generation", "--set", "data.dataset='airlines'"],
+            ["data.dataset", "airlines", "poetry1"],
+        ),
+        "nan in csv": ([*AQ, "--set", f"data.path='{nan_csv}'"], [nan_csv, "line 302", "nan"]),
+        "nan in ucr": (
+            ["run", "electric-devices", "--set", f"data.train='{nan_ucr}'", *test_of(letters_test)],
+            [nan_ucr, "row 2, column 3"],
+        ),
+        "empty split": (
+            ["run", "electric-devices", "--set", f"data.train='{one_ucr}'", *test_of(one_test)],
+            ["val 0", "empty"],
+        ),
+        "long pair": (
+            ["run", "seq2seq", "--set", f"data.path='{long_pair}'"],
+            [long_pair, "300 tokens", "data.max_tokens"],
+        ),
+        "out not empty": (
+            [*AQ, "--data-dir", str(shared_data), "--out", str(full)],
+            [str(full), "not empty", "--resume"],
+        ),
     }
 
 
@@ -201,7 +250,8 @@ CASE_NAMES = [
     "malformed --set", "unknown key", "wrong type", "negative epochs", "unknown cell",
     "lecture gru on fused", "val fraction", "missing csv", "ragged csv", "non-numeric ucr",
     "non-integer labels", "empty text", "truncated gzip", "no text column", "unknown site",
-    "wrong digest", "out under a file",
+    "wrong digest", "out under a file", "nan lr", "huge seed", "too many digits", "not a text",
+    "nan in csv", "nan in ucr", "empty split", "long pair", "out not empty",
 ]  # fmt: skip
 
 
@@ -277,3 +327,32 @@ def test_resume_with_overrides(capsys, runs):
     run = str(runs["air-quality"])
     code, _, err = rnnlab(capsys, "run", "air-quality", "--resume", run, "--set", "train.lr=1")
     assert_one_line_error(code, err, "--resume", "--set")
+
+
+def test_json_output_naming_a_directory(capsys, runs, tmp_path, shared_data):
+    args = ["eval", str(runs["air-quality"]), "--data-dir", str(shared_data)]
+    code, _, err = rnnlab(capsys, *args, "--json", str(tmp_path))
+    assert_one_line_error(code, err, f"{tmp_path}: Is a directory")
+    assert not _leftovers(tmp_path)
+
+
+def test_model_json_without_an_entry_the_task_needs(capsys, runs, tmp_path):
+    run = _copy_run(runs, "sentiment", tmp_path)
+    meta = json.loads((run / "model.json").read_text())
+    del meta["vocab"]
+    (run / "model.json").write_text(json.dumps(meta))
+    code, _, err = rnnlab(capsys, "predict", str(run), "good flight")
+    assert_one_line_error(code, err, "model.json", "'vocab'")
+
+
+def test_ctrl_c_outside_the_training_loop(capsys, tmp_path, shared_data, monkeypatch):
+    from rnnlab.tasks.air_quality import AirQuality
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(AirQuality, "load", interrupted)
+    args = [*AQ, "--data-dir", str(shared_data), "--out", str(tmp_path / "r")]
+    code, _, err = rnnlab(capsys, *args)
+    assert code == 130
+    assert err.strip() == "error: interrupted"

@@ -107,7 +107,10 @@ def run(
                 "--resume continues a run with its own config.toml; drop --config/--set"
             )
         if not checkpoint.exists(resume / "last"):
-            raise RnnlabError(f"--resume {resume}: no checkpoint in {resume / 'last'}")
+            raise RnnlabError(
+                f"--resume {resume}: no checkpoint in {resume / 'last'} (a run saves one after "
+                f"its first epoch; one stopped before has nothing to resume: remove {resume})"
+            )
         config, out_dir = resume / "config.toml", resume
     cfg = task_cls.config(config, set_)  # with --procs, a bad config fails here, once
     if procs != 1:
@@ -307,6 +310,8 @@ def diagnose_gradients(
     from rnnlab.diagnose import gradient_study
     from rnnlab.rundir import new_run_dir
 
+    if not 0 <= seed <= 2**31 - 1:
+        raise RnnlabError(f"--seed must be in 0..{2**31 - 1}, got {seed}")
     if init not in ("keras", "torch"):
         raise RnnlabError(f"--init must be keras or torch, got {init!r}")
     if threads < 1:
@@ -434,7 +439,7 @@ _one_line_paragraphs(app)
 def main() -> None:
     """Console entry point: user errors (and usage errors) become one line on stderr, exit 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except (RnnlabError, OSError) as error:
         from rnnlab.distributed import prints_own_errors, report_failure
 
@@ -447,6 +452,19 @@ def main() -> None:
         if prints_own_errors():  # the other processes of a run fail alike; one line is enough
             print(f"error: {message}", file=sys.stderr)
         sys.exit(getattr(error, "exit_code", 2))
+    except (MemoryError, RuntimeError) as error:
+        # The allocator's refusal (a model or batch too large for this machine) is bad input too;
+        # any other RuntimeError is a bug and keeps its traceback.
+        text = str(error)
+        if not isinstance(error, MemoryError) and "allocate" not in text:
+            raise
+        reason = text.splitlines()[0] if text else "out of memory"
+        print(
+            f"error: out of memory ({reason}); lower model.hidden, train.batch_size, "
+            f"train.eval_batch_size or the data's size",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     except TyperException as error:  # usage errors: unknown option, missing argument...
         ctx = getattr(error, "ctx", None)
         command = ctx.command_path if ctx is not None else "rnnlab"
@@ -456,3 +474,9 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    # Outside training (loading data, the final test), typer turns Ctrl-C into exit code 130
+    # and returns it rather than raising.
+    if code == 130:
+        print("error: interrupted", file=sys.stderr)
+    if isinstance(code, int) and code:
+        sys.exit(code)

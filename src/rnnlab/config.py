@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import sys
 import types
 import typing
@@ -26,6 +27,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+# Integers go to C libraries (thread counts, seeds, tensor sizes): beyond 32 bits they overflow.
+INT_LIMIT = 2**31 - 1
 
 
 def check_at_least(section: str, config: Any, low: int, *keys: str) -> None:
@@ -159,7 +162,7 @@ class TrainConfig:
             "checkpoint_every",
         )
         check_at_least("train", self, 1, *counts)
-        check_at_least("train", self, 0, "momentum", "weight_decay")
+        check_at_least("train", self, 0, "momentum", "weight_decay", "seed")
         if self.lr <= 0:
             raise RnnlabError(f"config key train.lr must be > 0, got {self.lr}")
         for key in ("clip_norm", "clip_value"):
@@ -203,9 +206,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
     if origin in (list, tuple):
         return f"a list of {_type_name(get_args(tp)[0])}"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
-        tp, str(tp)
-    )
+    names = {int: f"an integer of at most {INT_LIMIT} in size", float: "a finite number"}
+    return (names | {bool: "true or false", str: "a string"}).get(tp, str(tp))
 
 
 def _coerce(key: str, value: Any, tp: Any) -> Any:
@@ -230,10 +232,11 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, bool):
             return value
     elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= INT_LIMIT:
             return value
     elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and math.isfinite(value):
             return float(value)
     elif tp is str and isinstance(value, str):
         return value

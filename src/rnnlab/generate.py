@@ -9,6 +9,7 @@ prime once.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -116,8 +117,12 @@ def generate(
     for name, value in (("length", length), ("lines", lines), ("top_k", top_k)):
         if value is not None and value < 1:
             raise RnnlabError(f"{name} must be >= 1, got {value}")
-    if not temperatures or min(temperatures) < 0:
-        raise RnnlabError(f"temperatures must be >= 0 (0 is greedy), got {list(temperatures)}")
+    if not temperatures or not all(0 <= t < math.inf for t in temperatures):  # NaN fails too
+        raise RnnlabError(
+            f"temperatures must be finite and >= 0 (0 is greedy), got {list(temperatures)}"
+        )
+    if not 0 <= seed <= 2**63 - 1:
+        raise RnnlabError(f"seed must be in 0..2**63-1, got {seed}")
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed)
     if prime is None:

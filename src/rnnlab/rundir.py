@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -25,17 +26,35 @@ from torch import nn
 from rnnlab.errors import RnnlabError
 
 FORMAT_VERSION = 1
+# Read once, while the process has one thread: os.umask can only be read by setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
+
+    The file gets the permissions of any new file (``mkstemp`` makes it private), and a failure
+    names ``path``, not the temporary file the user never asked for.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as err:  # a regular file where a folder of the path should be
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), err.filename) from None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror, str(path)) from None
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename == tmp:
+            raise type(err)(err.errno, err.strerror, str(path)) from None
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -77,7 +96,15 @@ def read_json(path: Path, what: str) -> Any:
 
 
 def new_run_dir(task: str, out: Path | None = None) -> Path:
-    """``out`` if given, else ``runs/TASK/YYYYmmdd-HHMMSS`` (a suffix keeps it unique)."""
+    """``out`` if given, else ``runs/TASK/YYYYmmdd-HHMMSS`` (a suffix keeps it unique).
+
+    An ``out`` that already holds files is refused: a new run must not overwrite or mix with them.
+    """
+    if out is not None and out.is_dir() and any(out.iterdir()):
+        raise RnnlabError(
+            f"{out}: not empty; a new run needs a new or empty --out directory "
+            f"(`rnnlab run --resume {out}` continues an interrupted run)"
+        )
     if out is None:
         base = Path("runs") / task / time.strftime("%Y%m%d-%H%M%S")
         out, n = base, 1
@@ -96,7 +123,18 @@ def save_model(run_dir: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     write_json(run_dir / "model.json", {"format_version": FORMAT_VERSION, **meta})
 
 
-def load_model_meta(run_dir: Path) -> dict[str, Any]:
+class ModelMeta(dict):
+    """``model.json``'s entries; reading one that is missing is a one-line error naming the file."""
+
+    def __init__(self, path: Path, entries: dict[str, Any]) -> None:
+        super().__init__(entries)
+        self.path = path
+
+    def __missing__(self, key: str) -> Any:
+        raise RnnlabError(f"{self.path}: no {key!r} entry; the file is damaged or not rnnlab's")
+
+
+def load_model_meta(run_dir: Path) -> ModelMeta:
     """Read and check ``model.json``: a newer format version is refused."""
     if not run_dir.is_dir():
         raise RnnlabError(f"{run_dir}: not a directory; expected a run directory")
@@ -109,7 +147,7 @@ def load_model_meta(run_dir: Path) -> dict[str, Any]:
             f"{run_dir / 'model.json'}: format version {version} is newer than this rnnlab "
             f"reads ({FORMAT_VERSION}); upgrade rnnlab"
         )
-    return meta
+    return ModelMeta(run_dir / "model.json", meta)
 
 
 def load_weights(run_dir: Path, model: nn.Module) -> None:

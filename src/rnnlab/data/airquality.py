@@ -9,6 +9,7 @@ spans the split.
 from __future__ import annotations
 
 import difflib
+import math
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -145,9 +146,11 @@ def load_air_quality(
         raise RnnlabError(f"{path}: not a readable .npz archive ({err})") from None
     columns = list(columns)
     width = min(t.shape[1] for t in tables)
-    bad = [c for c in columns if not 0 <= c < width]
+    bad = [c for c in columns if not isinstance(c, int) or not 0 <= c < width]
     if bad or not columns:
-        raise RnnlabError(f"{path}: site {site} has columns 0..{width - 1}, got {columns}")
+        raise RnnlabError(
+            f"{path}: site {site} has columns 0..{width - 1} (numbers, no names), got {columns}"
+        )
     names = tuple(f"{name}[{c}]" for name in sites for c in columns)
     table = np.concatenate([t[:, columns] for t in tables], axis=1)
     return _regression(table, names, train_rows, test_rows, lag, ahead, path)
@@ -194,7 +197,6 @@ def load_csv_series(
 
 def _is_number(text: str) -> bool:
     try:
-        float(text)
+        return math.isfinite(float(text))
     except ValueError:
         return False
-    return True

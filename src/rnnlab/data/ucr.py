@@ -64,6 +64,13 @@ def read_ucr(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         ) from None
     if table.shape[1] < 2:
         raise RnnlabError(f"{path}: rows have 1 field, expected a class label then the readings")
+    missing = np.argwhere(~np.isfinite(table))
+    if missing.size:
+        row, col = missing[0]
+        raise RnnlabError(
+            f"{path}: row {row + 1}, column {col + 1}: {table[row, col]} is not a reading "
+            f"(series of unequal lengths, padded with NaN, are not supported)"
+        )
     labels = table[:, 0]
     bad = np.flatnonzero(labels != np.round(labels))
     if bad.size:

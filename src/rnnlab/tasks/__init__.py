@@ -31,7 +31,7 @@ def get_task(name: str) -> type[Task]:
 
 def task_of(run_dir: Path) -> type[Task]:
     """The task class a run directory was trained for (from its ``model.json``)."""
-    return get_task(str(load_model_meta(run_dir).get("task")))
+    return get_task(str(load_model_meta(run_dir)["task"]))
 
 
 def evaluate_run(

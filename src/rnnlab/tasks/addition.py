@@ -29,6 +29,7 @@ from rnnlab.data.addition import (
     parse_question,
     split_addition,
 )
+from rnnlab.errors import RnnlabError
 from rnnlab.tasks.seq2seq import PairsTask
 
 
@@ -45,6 +46,8 @@ class AdditionSettings:
     def check(self) -> None:
         check_at_least("data", self, 2, "examples")
         check_at_least("data", self, 1, "digits", "test_examples")
+        if self.digits > 18:  # the sum of two 18-digit numbers still fits in an int64
+            raise RnnlabError(f"config key data.digits must be <= 18, got {self.digits}")
         check_share("data.val_fraction", self.val_fraction)
 
 

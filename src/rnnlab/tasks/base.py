@@ -25,6 +25,7 @@ from rnnlab.config import Config, ModelConfig, TrainConfig, load_config
 from rnnlab.distributed import World
 from rnnlab.errors import RnnlabError
 from rnnlab.rundir import (
+    ModelMeta,
     load_model_meta,
     load_weights,
     new_run_dir,
@@ -193,21 +194,27 @@ def _run(
     seed_everything(cfg.train.seed)
     task = task_cls(cfg, data_dir)
     task.load()
+    sizes = {name: next(iter(split.values())).shape[0] for name, split in task.splits.items()}
+    if not all(sizes.values()):
+        shown = ", ".join(f"{name} {n}" for name, n in sizes.items())
+        raise RnnlabError(
+            f"{cfg.task}: a data split is empty ({shown} examples); more data is needed"
+        )
     task.to(target)
     prepared = task.prepare_training()
     if prepared:
         console.print(prepared, soft_wrap=True, markup=False, highlight=False)
     seed_everything(cfg.train.seed)  # the model's initial weights do not depend on data loading
     model = task.build_model()
-    run_dir = Path(world.broadcast(str(new_run_dir(cfg.task, out)) if main else None))
+    made = str(out if resume else new_run_dir(cfg.task, out)) if main else None
+    run_dir = Path(world.broadcast(made))
     if main and not resume:
         write_text(run_dir / "config.toml", cfg.to_toml())
-    train_examples = task.splits["train"][next(iter(task.splits["train"]))].shape[0]
     console.print(
         f"[bold]{cfg.task}[/]: {'resuming, ' if resume else ''}"
         f"{parameter_count(model):,} parameters on {target}"
         f"{f' x {world.size} processes' if world.size > 1 else ''}, "
-        f"{train_examples:,} training examples -> {run_dir}"
+        f"{sizes['train']:,} training examples -> {run_dir}"
     )
     trainer = Trainer(
         model,
@@ -236,7 +243,7 @@ def _run(
             eval_seconds=round(time.perf_counter() - started, 3),
             epochs=len(result.history),
             best_epoch=result.best_epoch,
-            train_examples=train_examples,
+            train_examples=sizes["train"],
             parameters=parameter_count(model),
             device=str(target),
             precision=trainer.precision,  # fp32 where the CPU lacks what train.precision asked
@@ -262,7 +269,9 @@ def restore(task_cls: type[Task], run_dir: Path, device: str = "auto") -> tuple[
         )
     cfg = task_cls.config(run_dir / "config.toml")
     task = task_cls(cfg)
-    task.meta = {k: v for k, v in meta.items() if k not in ("format_version", "task")}
+    task.meta = ModelMeta(
+        meta.path, {k: v for k, v in meta.items() if k not in ("format_version", "task")}
+    )
     target = resolve_device(device)
     task.device = target
     model = task.build_model()

@@ -217,8 +217,11 @@ class PairsData:
     lower: bool = False
     val_fraction: float = 0.1
     test_fraction: float = 0.1
+    # Batches are padded to their longest sequence: one stray long line would cost every batch.
+    max_tokens: int = 200
 
     def check(self) -> None:
+        check_at_least("data", self, 1, "max_tokens")
         for key in ("val_fraction", "test_fraction"):
             if not 0.0 < getattr(self, key) < 0.5:
                 raise RnnlabError(
@@ -230,7 +233,7 @@ def read_pairs(path: str | Path, lower: bool = False) -> list[tuple[str, str]]:
     """``source<TAB>target`` lines; blank lines are skipped, anything else is an error naming the line."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         raise RnnlabError(f"{path}: no such file (expected source<TAB>target lines)") from None
     except UnicodeDecodeError as err:
@@ -287,6 +290,15 @@ class Pairs(PairsTask):
             name: ([self._split_tokens(s) for s, _ in p], [self._split_tokens(t) for _, t in p])
             for name, p in parts.items()
         }
+        for sides in tokens.values():
+            for side, sequences in zip(("source", "target"), sides, strict=True):
+                longest = max(sequences, key=len)
+                if len(longest) > d.max_tokens:
+                    text = ("" if d.tokens == "char" else " ").join(longest)
+                    raise RnnlabError(
+                        f"{d.path}: a {side} of {len(longest)} tokens ({text[:30]!r}...), more "
+                        f"than config key data.max_tokens = {d.max_tokens}"
+                    )
         source_vocab = SPECIALS + tuple(sorted({t for s in tokens["train"][0] for t in s}))
         target_vocab = SPECIALS + tuple(sorted({t for s in tokens["train"][1] for t in s}))
         source_ids = {t: i for i, t in enumerate(source_vocab)}

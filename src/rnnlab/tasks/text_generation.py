@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from rnnlab import data
 from rnnlab.config import HeadModel, TrainConfig, check_at_least, check_share
+from rnnlab.data import registry
 from rnnlab.data.text import CharVocab, char_streams, char_windows, stream_chunks
 from rnnlab.errors import RnnlabError
 from rnnlab.generate import Sample, generate
@@ -54,6 +55,11 @@ class TextData:
     def check(self) -> None:
         check_at_least("data", self, 1, "maxlen", "step")
         check_share("data.val_fraction", self.val_fraction)
+        if self.path is None and registry.dataset(self.dataset).task != "text-generation":
+            texts = [d.name for d in registry.DATASETS.values() if d.task == "text-generation"]
+            raise RnnlabError(
+                f"config key data.dataset: {self.dataset!r} is not a text; texts: {', '.join(texts)}"
+            )
 
 
 @dataclass
