@@ -174,6 +174,22 @@ def test_a_crash_without_message_exits_with_its_code_or_is_named():
     assert str(caught.value) == "training process 1 of 2 failed with exit code 3"
 
 
+def test_ctrl_c_stops_every_process_with_one_line(shared_data, tmp_path):
+    """The terminal sends SIGINT to the launcher and its processes alike: one line, status 130."""
+    import signal
+
+    from test_resume import _command, _sets, _start_and_stop
+
+    cut = tmp_path / "cut"
+    command = _command(shared_data, cut, *_sets(), "--procs", "2")
+    stopped = _start_and_stop(command, cut, signal.SIGINT, group=True)
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    lines = stopped.stderr.strip().splitlines()
+    assert len(lines) == 1, stopped.stderr[-3000:]
+    assert lines[0].startswith("error: stopped by SIGINT"), lines[0]
+    assert f"--resume {cut}" in lines[0]
+
+
 def test_a_run_resumes_in_two_processes(shared_data, tmp_path):
     """Every process reads the checkpoint (rank 0 alone writes it); the run ends as one would."""
     import signal

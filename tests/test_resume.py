@@ -43,9 +43,15 @@ def _history(run_dir: Path) -> list[list[str]]:
     return [line.split(",")[:-1] for line in lines]
 
 
-def _start_and_stop(cmd: list[str], out: Path, sig: int) -> subprocess.CompletedProcess:
+def _start_and_stop(
+    cmd: list[str], out: Path, sig: int, group: bool = False
+) -> subprocess.CompletedProcess:
+    """Run ``cmd``, send ``sig`` mid-run (with ``group``, to all its processes, as Ctrl-C does)."""
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=group,
+    )  # fmt: skip
     state = out / "last" / "state.json"
     deadline = time.time() + 120
     # Wait for a mid-run checkpoint of the second epoch, then stop the process.
@@ -59,7 +65,10 @@ def _start_and_stop(cmd: list[str], out: Path, sig: int) -> subprocess.Completed
                 break
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be interrupted"
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 

@@ -352,8 +352,9 @@ def diagnose_gradients(
         "max_applied_norm": "max applied",
         "train_seconds": "seconds",
     }
-    for title in columns.values():
-        table.add_column(title, justify="left" if title == "model" else "right")
+    table.add_column("model", overflow="fold")  # wrapped, never cut: the names tell models apart
+    for title in list(columns.values())[1:]:
+        table.add_column(title, justify="right")
     for row in rows:
         table.add_row(
             *(f"{row[k]:.3g}" if isinstance(row[k], float) else str(row[k]) for k in columns)

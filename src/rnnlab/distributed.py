@@ -164,6 +164,7 @@ def launch(procs: int, args: Sequence[str], device: str = "cpu") -> None:
     no message (a traceback, which it printed) exits with its code, or is named with it.
     """
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -193,6 +194,15 @@ def launch(procs: int, args: Sequence[str], device: str = "cpu") -> None:
         logging.disable(logging.ERROR)  # the launcher's own log: its warnings, its failure report
         try:
             elastic_launch(config, entrypoint=sys.executable)(*args)
+        except SignalException as e:
+            # Ctrl-C reached the launcher and its processes alike: they saved a checkpoint and
+            # left their one line (rank 0's names the run to resume), which stands for them all.
+            said = [
+                json.loads(f.read_text()).get("message")
+                for f in sorted(Path(logs).rglob("error.json"), key=lambda f: f.parent.name)
+            ]
+            said = [m for m in said if m]
+            raise ProcessError(said[0] if said else f"stopped by {e.sigval.name}", 130) from None
         except ChildFailedError as e:
             failures = e.failures
             said = {

@@ -12,6 +12,7 @@ import csv
 import errno
 import io
 import json
+import math
 import os
 import tempfile
 import time
@@ -66,9 +67,21 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def _json_safe(data: Any) -> Any:
+    """NaN and infinity (an R² of a constant series) as null: JSON has no literal for them."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _json_safe(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_json_safe(v) for v in data]
+    return data
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write ``data`` as indented JSON (strict: NaN becomes null), atomically."""
+    text = json.dumps(_json_safe(data), indent=2, sort_keys=False, allow_nan=False)
+    write_text(path, text + "\n")
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -77,7 +90,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         header += [k for k in row if k not in header]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=header)
+    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, buffer.getvalue())
