@@ -123,3 +123,18 @@ def test_every_packaged_config_loads_for_its_task():
     for path in files:
         cfg = TASKS[path.stem.removesuffix("-best")].config(path)
         assert cfg.task == path.stem.removesuffix("-best")
+
+
+def test_a_run_on_a_relative_data_path_evaluates_from_anywhere(capsys, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(data / "series.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["load"], *([f"{(i * 37) % 11 / 10}"] for i in range(400))])
+    monkeypatch.chdir(data)
+    sets = ["data.path='series.csv'", "data.columns=['load']", "train.epochs=1", "model.hidden=4"]
+    args = [arg for s in sets for arg in ("--set", s)]
+    code, _, err = rnnlab(capsys, "run", "air-quality", "--quiet", "--out", "run", *args)
+    assert code == 0, err
+    monkeypatch.chdir(tmp_path)  # elsewhere: the run's config.toml must still find its data
+    code, _, err = rnnlab(capsys, "eval", str(data / "run"))
+    assert code == 0, err

@@ -197,6 +197,19 @@ class Config:
         """The fully resolved configuration as TOML text."""
         return tomli_w.dumps(self.to_dict())
 
+    def with_absolute_paths(self) -> Config:
+        """A copy whose data files (``data.path``, ``data.train``, ``data.test``) are absolute.
+
+        A run's ``config.toml`` keeps them so: ``rnnlab eval`` and ``--resume`` work from any
+        directory, not only the one the run started in.
+        """
+        files = {
+            key: str(Path(value).resolve())
+            for key in ("path", "train", "test")
+            if isinstance(value := getattr(self.data, key, None), str)
+        }
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, **files))
+
 
 def _type_name(tp: Any) -> str:
     origin = get_origin(tp)

@@ -209,7 +209,7 @@ def _run(
     made = str(out if resume else new_run_dir(cfg.task, out)) if main else None
     run_dir = Path(world.broadcast(made))
     if main and not resume:
-        write_text(run_dir / "config.toml", cfg.to_toml())
+        write_text(run_dir / "config.toml", cfg.with_absolute_paths().to_toml())
     console.print(
         f"[bold]{cfg.task}[/]: {'resuming, ' if resume else ''}"
         f"{parameter_count(model):,} parameters on {target}"
