@@ -143,11 +143,14 @@ def test_gradient_study_writes_its_table_curves_and_plot(capsys, tmp_path):
         (["--cells", "rnn,transformer"], ["--cells", "rnn,transformer"]),
         (["--length", "1"], ["--length"]),
         (["--init", "xavier"], ["--init", "xavier"]),
+        (["--steps", "0"], ["--steps"]),
+        (["--seed", "99999999999"], ["--seed"]),
     ],
 )
 def test_gradient_study_bad_options_are_one_line_errors(capsys, tmp_path, args, names):
     code, _, err = rnnlab(capsys, "diagnose", "gradients", "--out", str(tmp_path / "g"), *args)
     assert_one_line_error(code, err, *names)
+    assert not (tmp_path / "g").exists()  # no empty output directory left behind
 
 
 # -- gates -------------------------------------------------------------------------------------

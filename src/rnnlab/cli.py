@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import sys
@@ -336,6 +337,10 @@ def diagnose_gradients(
                 progress.update(bar, description=model, completed=done, total=total)
 
             rows = gradient_study(chosen, folder, length, hidden, steps, seed, init, follow)
+    except RnnlabError:
+        with contextlib.suppress(OSError):  # a bad option: no empty output directory left behind
+            folder.rmdir()
+        raise
     finally:
         torch.set_num_threads(old_threads)
     table = Table(
