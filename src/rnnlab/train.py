@@ -447,6 +447,12 @@ class Trainer:
             writing, self._writing = self._writing, None
             writing.result()
 
+    def _stopped(self, epoch: int, step: int) -> str:
+        return (
+            f"stopped by {self._signal} at epoch {epoch + 1}, step {step}; "
+            f"checkpoint saved, resume with: {self.resume_hint}"
+        )
+
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signal = signal.Signals(signum).name
 
@@ -540,9 +546,20 @@ class Trainer:
                 for whole in batches:
                     batch, n = self.world.shard(whole)
                     share = self.world.size * n / batch_size_of(whole)
-                    loss, carry = self._step(
-                        batch, carry, train.stateful, epoch, p["step"] + 1, share
-                    )
+                    try:
+                        loss, carry = self._step(
+                            batch, carry, train.stateful, epoch, p["step"] + 1, share
+                        )
+                    except RuntimeError:
+                        # Ctrl-C reaches every process of a run at once; one that stopped first
+                        # leaves the others' gradient exchange failing. The weights are still those
+                        # of the last whole step: save them and stop as the signal asked.
+                        if not (self._signal and self.world.size > 1):
+                            raise
+                        p["epoch_loss"] = float(total)
+                        p["epoch_seconds"] += time.perf_counter() - start
+                        self._save(p, best, carry)
+                        raise Interrupted(self._stopped(epoch, p["step"])) from None
                     p["step"] += 1
                     total += loss * n
                     p["epoch_seen"] += n
@@ -558,10 +575,7 @@ class Trainer:
                         start = time.perf_counter()
                         self._save(p, best, carry)
                     if self._signal:
-                        raise Interrupted(
-                            f"stopped by {self._signal} at epoch {epoch + 1}, step {p['step']}; "
-                            f"checkpoint saved, resume with: {self.resume_hint}"
-                        )
+                        raise Interrupted(self._stopped(epoch, p["step"]))
                 # The GPU runs behind the host: time the epoch's work, not its queueing.
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
