@@ -14,6 +14,7 @@ from rich.table import Table
 from typer.exceptions import TyperException
 
 from rnnlab import __version__
+from rnnlab.config import INT_LIMIT
 from rnnlab.data.cli import data_app
 from rnnlab.errors import RnnlabError
 
@@ -211,7 +212,9 @@ def generate(
     length: int = typer.Option(1000, "--length", help="At most this many new characters."),
     lines: int | None = typer.Option(None, "--lines", help="Stop after this many lines."),
     top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k likeliest only."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the random prime and every draw."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=INT_LIMIT, help="Seeds the random prime and every draw."
+    ),
     device: str = Device,
 ) -> None:
     """Write text with a trained character model, one text per temperature."""
@@ -291,7 +294,9 @@ def diagnose_gradients(
     steps: int = typer.Option(1500, "--steps", help="Training steps per model (batch 64)."),
     hidden: int = typer.Option(32, "--hidden", help="Units of every model."),
     init: str = typer.Option("keras", "--init", help="keras (the lab's) or torch."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the data and every model."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=INT_LIMIT, help="Seeds the data and every model."
+    ),
     threads: int = typer.Option(1, "--threads", help="CPU threads (small batches: 1 is fastest)."),
     out_dir: Path | None = typer.Option(
         None, "--out", help="Output directory (default runs/diagnose/gradients/…)."
@@ -311,8 +316,6 @@ def diagnose_gradients(
     from rnnlab.diagnose import gradient_study
     from rnnlab.rundir import new_run_dir
 
-    if not 0 <= seed <= 2**31 - 1:
-        raise RnnlabError(f"--seed must be in 0..{2**31 - 1}, got {seed}")
     if init not in ("keras", "torch"):
         raise RnnlabError(f"--init must be keras or torch, got {init!r}")
     if threads < 1:
@@ -478,10 +481,9 @@ def main() -> None:
             print(f"error: {command}: {error.format_message()} (see --help)", file=sys.stderr)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
-    # Outside training (loading data, the final test), typer turns Ctrl-C into exit code 130
-    # and returns it rather than raising.
+        code = 130
+    # Outside training (loading data, the final test), typer may also turn Ctrl-C into exit
+    # code 130 and return it rather than raise.
     if code == 130:
         print("error: interrupted", file=sys.stderr)
     if isinstance(code, int) and code:

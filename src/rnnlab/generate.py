@@ -121,8 +121,6 @@ def generate(
         raise RnnlabError(
             f"temperatures must be finite and >= 0 (0 is greedy), got {list(temperatures)}"
         )
-    if not 0 <= seed <= 2**63 - 1:
-        raise RnnlabError(f"seed must be in 0..2**63-1, got {seed}")
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed)
     if prime is None:
