@@ -202,7 +202,9 @@ def launch(procs: int, args: Sequence[str], device: str = "cpu") -> None:
                 for f in sorted(Path(logs).rglob("error.json"), key=lambda f: f.parent.name)
             ]
             said = [m for m in said if m]
-            raise ProcessError(said[0] if said else f"stopped by {e.sigval.name}", 130) from None
+            raise ProcessError(
+                said[0] if said else f"stopped by {e.sigval.name}", 128 + e.sigval
+            ) from None
         except ChildFailedError as e:
             failures = e.failures
             said = {

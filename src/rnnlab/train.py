@@ -265,7 +265,9 @@ class FitResult:
 class Interrupted(RnnlabError):
     """Training stopped by SIGINT/SIGTERM after saving a resumable checkpoint."""
 
-    exit_code = 130
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
 
 
 Callback = Callable[["Trainer", int, dict[str, float]], None]
@@ -323,7 +325,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self.schedule = None
         self.graphs: StepGraphs | None = None
-        self._signal: str | None = None
+        self._signal: signal.Signals | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._writing: Future[None] | None = None
 
@@ -447,14 +449,17 @@ class Trainer:
             writing, self._writing = self._writing, None
             writing.result()
 
-    def _stopped(self, epoch: int, step: int) -> str:
-        return (
-            f"stopped by {self._signal} at epoch {epoch + 1}, step {step}; "
-            f"checkpoint saved, resume with: {self.resume_hint}"
+    def _stopped(self, epoch: int, step: int) -> Interrupted:
+        """What to raise once the checkpoint of a run stopped by a signal is saved."""
+        assert self._signal is not None
+        return Interrupted(
+            f"stopped by {self._signal.name} at epoch {epoch + 1}, step {step}; "
+            f"checkpoint saved, resume with: {self.resume_hint}",
+            self._signal,
         )
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        self._signal = signal.Signals(signum).name
+        self._signal = signal.Signals(signum)
 
     def fit(self, train: Batches, resume: bool = False) -> FitResult:
         """Train for ``cfg.epochs`` epochs (or until early stopping); restore the best weights.
@@ -559,7 +564,7 @@ class Trainer:
                         p["epoch_loss"] = float(total)
                         p["epoch_seconds"] += time.perf_counter() - start
                         self._save(p, best, carry)
-                        raise Interrupted(self._stopped(epoch, p["step"])) from None
+                        raise self._stopped(epoch, p["step"]) from None
                     p["step"] += 1
                     total += loss * n
                     p["epoch_seen"] += n
@@ -575,7 +580,7 @@ class Trainer:
                         start = time.perf_counter()
                         self._save(p, best, carry)
                     if self._signal:
-                        raise Interrupted(self._stopped(epoch, p["step"]))
+                        raise self._stopped(epoch, p["step"])
                 # The GPU runs behind the host: time the epoch's work, not its queueing.
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
