@@ -13,6 +13,7 @@ from slices import ucr_slice
 
 from rnnlab import distill
 from rnnlab.ensemble import Ensemble
+from rnnlab.errors import RnnlabError
 from rnnlab.tasks import AirQuality, ElectricDevices, restore, run
 
 
@@ -134,3 +135,11 @@ def test_bad_distillation_settings_give_one_line_errors(capsys, setting, names):
 def test_tasks_that_do_not_classify_have_no_teachers(capsys):
     code, _, err = rnnlab(capsys, "run", "air-quality", "--set", "train.teachers=['runs']")
     assert_one_line_error(code, err, "train.teachers")
+
+
+def test_a_teacher_named_twice_is_refused(tmp_path):
+    """A study and one of its runs: that run would teach with double weight."""
+    (tmp_path / "study" / "a").mkdir(parents=True)
+    (tmp_path / "study" / "a" / "model.json").write_text("{}")
+    with pytest.raises(RnnlabError, match=r"train\.teachers: .* same run as"):
+        distill.teacher_runs([str(tmp_path / "study"), str(tmp_path / "study" / "a")])

@@ -136,3 +136,9 @@ def test_sentiment_seeds_share_a_test_set_unless_split_seed_differs(shared_data)
     base = test_inputs("train.seed=0")
     assert torch.equal(base, test_inputs("train.seed=1"))
     assert not torch.equal(base, test_inputs("data.split_seed=1"))
+
+
+def test_a_run_named_twice_is_refused(capsys, ed_runs):
+    """`eval RUN RUN/` would average a run with itself and call it an ensemble of two."""
+    code, _, err = rnnlab(capsys, "eval", str(ed_runs[0]), f"{ed_runs[0]}/../{ed_runs[0].name}")
+    assert_one_line_error(code, err, "ensemble", "same run", str(ed_runs[0]))

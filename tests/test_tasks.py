@@ -89,6 +89,7 @@ def test_sentiment_predicts_labels_for_new_text(capsys, shared_data, tmp_path):
         (["--set", "train.epochz=3"], ["train.epochz", "train.epochs"]),
         (["--set", "train.epochs=-1"], ["train.epochs", ">= 1"]),
         (["--set", "data.lag=0"], ["data.lag", ">= 1"]),
+        (["--set", "data.train_rows=0"], ["data.train_rows", ">= 1"]),
         (["--set", "model.head_dropout=1.0"], ["model.head_dropout", "[0, 1)"]),
         (["--set", "model.pool='median'"], ["model.pool", "'mean'"]),
         (["--set", "model.cell='transformer'"], ["model.cell", "'lstm'"]),
@@ -138,3 +139,21 @@ def test_a_run_on_a_relative_data_path_evaluates_from_anywhere(capsys, tmp_path,
     monkeypatch.chdir(tmp_path)  # elsewhere: the run's config.toml must still find its data
     code, _, err = rnnlab(capsys, "eval", str(data / "run"))
     assert code == 0, err
+
+
+def test_sentiment_says_which_texts_it_left_out(capsys, tmp_path):
+    """A text with no letters, or only unknown words, cannot be read: the run says so."""
+    rows = [["twsentiment", "text"]]
+    rows += [["positive", "great flight thanks"], ["negative", "delayed again awful"]] * 30
+    rows += [["neutral", "which gate tomorrow"]] * 30
+    rows += [["negative", "@united 123 !!!"], ["neutral", "qqq"], ["positive", "zzz"]]
+    path = tmp_path / "tweets.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    out = tmp_path / "run"
+    code, _, err = rnnlab(
+        capsys, "run", "sentiment", "--device", "cpu", "--out", str(out),
+        "--set", f"data.path='{path}'", "--set", "data.num_words=9", "--set", "train.epochs=1",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "left out 3 texts with no word to read: 1 without letters" in " ".join(err.split())

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnlab.errors import RnnlabError
+from rnnlab.rundir import check_distinct
 
 if TYPE_CHECKING:
     from rnnlab.tasks.base import Task
@@ -48,6 +49,7 @@ def teacher_runs(paths: Sequence[str]) -> list[Path]:
                 "or in its subdirectories)"
             )
         runs += inner
+    check_distinct(runs, "config key train.teachers")
     return runs
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.errors import RnnlabError
+from rnnlab.rundir import check_distinct
 from rnnlab.tasks import restore, task_of
 
 Combine = Literal["probabilities", "mean"]
@@ -56,6 +57,7 @@ def evaluate_ensemble(
     been tested on the very same data: their configs may differ in model and training, not in
     what the test set holds.
     """
+    check_distinct(run_dirs, "ensemble")
     first = run_dirs[0]
     task_cls = task_of(first)
     if task_cls.combine is None:

@@ -16,7 +16,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +184,15 @@ def load_weights(run_dir: Path, model: nn.Module) -> None:
 def parameter_count(model: nn.Module) -> int:
     """Trainable parameters of ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def check_distinct(run_dirs: Sequence[Path], what: str) -> None:
+    """Runs to average are each named once: a run named twice would weigh double, unannounced."""
+    seen: dict[Path, Path] = {}
+    for run_dir in run_dirs:
+        key = run_dir.resolve()
+        if key in seen:
+            raise RnnlabError(
+                f"{what}: {run_dir} is the same run as {seen[key]}; name each run once"
+            )
+        seen[key] = run_dir

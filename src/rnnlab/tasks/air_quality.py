@@ -42,7 +42,7 @@ class AirQualityData:
     val_fraction: float = 0.1
 
     def check(self) -> None:
-        check_at_least("data", self, 1, "lag", "ahead")
+        check_at_least("data", self, 1, "lag", "ahead", "train_rows", "test_rows")
         check_share("data.val_fraction", self.val_fraction)
         if self.path and self.neighbours:
             raise RnnlabError("config key data.neighbours names LondonAQ sites; not with data.path")
@@ -63,7 +63,11 @@ class AirQuality(Task):
 
     def load(self) -> None:
         d = self.cfg.data
-        rows = {k: v for k, v in (("train_rows", d.train_rows), ("test_rows", d.test_rows)) if v}
+        rows = {
+            k: v
+            for k, v in (("train_rows", d.train_rows), ("test_rows", d.test_rows))
+            if v is not None
+        }
         if d.path:
             series = data.load_csv_series(
                 d.path, columns=d.columns, lag=d.lag, ahead=d.ahead, **rows

@@ -51,6 +51,17 @@ class SentimentTrain(ClassifierTrain):
     bucket_by_length: bool = True
 
 
+def _dropped_note(empty: int, oov: dict[str, int]) -> str | None:
+    """One line on the texts a word model cannot read, or None when every text was kept."""
+    if not empty and not any(oov.values()):
+        return None
+    per_split = ", ".join(f"{name} {n}" for name, n in oov.items())
+    return (
+        f"left out {empty + sum(oov.values())} texts with no word to read: {empty} without "
+        f"letters, and with only words outside the vocabulary {per_split}"
+    )
+
+
 class Sentiment(Classifier):
     name = "sentiment"
     summary = "airline-tweet sentiment (word embedding + LSTM, 3 classes, many-to-one)"
@@ -73,6 +84,12 @@ class Sentiment(Classifier):
             for name, part in (("train", tweets.train), ("val", tweets.val), ("test", tweets.test))
         }
         self.meta = {"classes": list(tweets.classes), "vocab": tweets.vocab.to_json()}
+        self.dropped = _dropped_note(tweets.dropped_empty, tweets.dropped_oov)
+
+    def prepare_training(self) -> str | None:
+        """Says which texts were left out (none of their words is known), beside any teachers."""
+        lines = [self.dropped, super().prepare_training()]
+        return "\n".join(line for line in lines if line) or None
 
     def train_batches(self) -> Batches:
         """Tweets of similar lengths batched together: far less padding to run through the LSTM."""
