@@ -102,3 +102,80 @@ def test_compare_can_train_each_run_in_two_processes(capfd, shared_data, tmp_pat
     assert "--procs 2" in (out / "compare.md").read_text()
     # The series reports each run once; the launched run's own "run directory" line is dropped.
     assert "run directory:" not in stdout + err
+
+
+def test_an_interrupted_study_resumes_where_it_stopped(shared_data, tmp_path):
+    """Ctrl-C in the second run: `--resume` keeps the first, continues the second from its
+    checkpoint, and the study ends exactly as one never interrupted."""
+    import signal
+    import subprocess
+    import sys
+
+    from test_resume import SETTINGS, _start_and_stop
+
+    def command(out, *extra):
+        args = [sys.executable, "-m", "rnnlab", "compare", "air-quality", "--quiet"]
+        args += ["--device", "cpu", "--data-dir", str(shared_data), *extra]
+        return args + (["--out", str(out), "--cells", "rnn,lstm", "--seeds", "1"] if out else [])
+
+    sets = _sets(*SETTINGS)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    done = subprocess.run(command(whole, *sets), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    stopped = _start_and_stop(command(cut, *sets), cut / "lstm-seed0", signal.SIGINT)
+    assert stopped.returncode == 130, stopped.stderr
+    lines = stopped.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"rnnlab compare air-quality --resume {cut}" in lines[0]
+    first = (cut / "rnn-seed0" / "metrics.json").read_text()  # kept as it is, not retrained
+    assert not (cut / "compare.csv").exists()
+
+    resumed = subprocess.run(command(None, "--resume", str(cut)), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (cut / "rnn-seed0" / "metrics.json").read_text() == first
+
+    def results(study):
+        with open(study / "compare.csv") as f:
+            return [{k: v for k, v in r.items() if "seconds" not in k} for r in csv.DictReader(f)]
+
+    assert results(cut) == results(whole)
+    assert (
+        "`rnnlab compare air-quality --cells rnn,lstm --seeds 1 --set"
+        in (cut / "compare.md").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--seeds", "2"], ["--resume", "drop --seeds"]),
+        (["--set", "train.epochs=2"], ["--resume", "drop --set"]),
+    ],
+)
+def test_resume_takes_the_study_as_planned(capsys, tmp_path, args, names):
+    code, _, err = rnnlab(capsys, "compare", "air-quality", "--resume", str(tmp_path), *args)
+    assert_one_line_error(code, err, *names)
+
+
+def test_resume_needs_a_study(capsys, tmp_path):
+    code, _, err = rnnlab(capsys, "compare", "air-quality", "--resume", str(tmp_path))
+    assert_one_line_error(code, err, str(tmp_path / "plan.json"), "missing")
+
+
+@pytest.mark.parametrize(
+    ("plan", "names"),
+    [
+        ('{"study": {"command": "lab", "setting": ""}, "runs": []}', ["`rnnlab lab`", "not of"]),
+        ('{"study": {"command": "compare"}, "runs": []}', ["plan.json", "no runs"]),
+        (
+            '{"study": {"command": "compare"}, "runs": [{"dir": "../x"}]}',
+            ["'../x'", "not a folder"],
+        ),
+        ('{"runs": []}', ["plan.json", "not a plan written by rnnlab"]),
+        ("[1, 2", ["plan.json", "not valid JSON"]),
+    ],
+)
+def test_a_bad_plan_is_a_one_line_error(capsys, tmp_path, plan, names):
+    (tmp_path / "plan.json").write_text(plan)
+    code, _, err = rnnlab(capsys, "compare", "air-quality", "--resume", str(tmp_path))
+    assert_one_line_error(code, err, *names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json"]

@@ -116,3 +116,33 @@ def test_lab_bad_overrides_are_one_line_errors(capsys, tmp_path):
     code, _, err = rnnlab(capsys, "lab", "--out", str(tmp_path / "r"), "--set", "addition:x=1")
     assert_one_line_error(code, err, "x=1", "SECTION.KEY=VALUE")
     assert not (tmp_path / "r").exists()
+
+
+def test_lab_resume_keeps_finished_tasks_and_runs_the_rest(capsys, lab_dir, shared_data, tmp_path):
+    """A report stopped before its last task: `--resume` trains that one alone."""
+    import shutil
+
+    copy = tmp_path / "report"
+    shutil.copytree(lab_dir, copy)
+    shutil.rmtree(copy / "addition")
+    for name in ("report.md", "report.html"):
+        (copy / name).unlink()
+    kept = (copy / "air-quality" / "metrics.json").read_text()
+    threads = torch.get_num_threads()
+    try:
+        code, _, err = rnnlab(
+            capsys, "lab", "--resume", str(copy), "--device", "cpu", "--data-dir", str(shared_data)
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, err
+    assert err.count("(finished before)") == len(KERAS) - 1
+    assert (copy / "addition" / "metrics.json").is_file() and (copy / "report.html").is_file()
+    assert (copy / "air-quality" / "metrics.json").read_text() == kept
+    md = (copy / "report.md").read_text()
+    assert md.count("\n| ") == len(KERAS) + 1 and "quick" in md
+
+
+def test_lab_resume_takes_the_report_as_planned(capsys, tmp_path):
+    code, _, err = rnnlab(capsys, "lab", "--resume", str(tmp_path), "--quick")
+    assert_one_line_error(code, err, "--resume", "drop --quick")

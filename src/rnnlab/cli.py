@@ -239,9 +239,11 @@ def generate(
 @app.command()
 def compare(
     task: str = typer.Argument(..., help="Task name; see `rnnlab tasks`."),
-    cells: str = typer.Option("rnn,lstm,gru", "--cells", help="Comma-separated cells to compare."),
-    seeds: int = typer.Option(
-        3, "--seeds", help="Runs per cell, seeds counting up from train.seed."
+    cells: str | None = typer.Option(
+        None, "--cells", help="Comma-separated cells to compare (default rnn,lstm,gru)."
+    ),
+    seeds: int | None = typer.Option(
+        None, "--seeds", help="Runs per cell, seeds counting up from train.seed (default 3)."
     ),
     config: Path | None = typer.Option(None, "--config", help="A TOML file over the defaults."),
     set_: list[str] = typer.Option([], "--set", help="Override one key for every run."),
@@ -251,23 +253,43 @@ def compare(
     device: str = Device,
     quiet: bool = Quiet,
     data_dir: Path | None = DataDir,
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue the study in this directory where it stopped."
+    ),
     procs: int = Procs,
 ) -> None:
-    """Train every cell on a task with a few seeds each: compare.csv, compare.md, curves.png."""
-    from rnnlab.compare import columns, parse_cells
+    """Train every cell on a task with a few seeds each: compare.csv, compare.md, curves.png.
+
+    Ctrl-C (or SIGTERM) saves the current run's checkpoint; `--resume STUDY_DIR` keeps the
+    finished runs, continues that one and trains the rest.
+    """
+    from rnnlab.compare import columns, parse_cells, resume_compare
     from rnnlab.compare import compare as compare_cells
     from rnnlab.distributed import is_main_process, relaunch
     from rnnlab.tasks import get_task
     from rnnlab.train import resolve_device
 
-    chosen = parse_cells(cells)
-    if procs != 1:
+    if resume is not None:
+        given = [name for name, value in (("--cells", cells), ("--seeds", seeds),
+                 ("--config", config), ("--set", set_), ("--out", out_dir)) if value not in (None, [])]  # fmt: skip
+        if given:
+            raise RnnlabError(
+                f"--resume continues a study with its own plan; drop {', '.join(given)}"
+            )
+    else:
+        chosen = parse_cells(cells or "rnn,lstm,gru")
+        seeds = 3 if seeds is None else seeds
         get_task(task).config(config, set_)  # a bad config fails here, once
+    if procs != 1:
         relaunch(procs, str(resolve_device(device)))
         return
-    folder, summary = compare_cells(
-        task, chosen, seeds, set_, config, out_dir, device, data_dir, quiet
-    )
+    if resume is not None:
+        folder, summary, study = resume_compare(resume, task, device, data_dir, quiet)
+        chosen, seeds = study["cells"], len(study["seeds"])
+    else:
+        folder, summary = compare_cells(
+            task, chosen, seeds, set_, config, out_dir, device, data_dir, quiet
+        )
     if not is_main_process():
         return
     table = Table(title=f"{task}: mean ± std over {seeds} seed(s)", header_style="bold")
@@ -410,11 +432,28 @@ def lab(
     device: str = Device,
     quiet: bool = Quiet,
     data_dir: Path | None = DataDir,
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue the report in this directory where it stopped."
+    ),
 ) -> None:
-    """Run the lab's five tasks and write report.md and a self-contained report.html."""
-    from rnnlab.report import lab as run_lab
+    """Run the lab's five tasks and write report.md and a self-contained report.html.
 
-    folder, report = run_lab(out_dir, quick, set_, device, data_dir, quiet)
+    Ctrl-C (or SIGTERM) saves the current task's checkpoint; `--resume REPORT_DIR` keeps the
+    finished tasks, continues that one and runs the rest.
+    """
+    from rnnlab.report import lab as run_lab
+    from rnnlab.report import resume_lab
+
+    if resume is not None:
+        given = [name for name, value in (("--quick", quick), ("--set", set_),
+                 ("--out", out_dir)) if value]  # fmt: skip
+        if given:
+            raise RnnlabError(
+                f"--resume continues a report with its own plan; drop {', '.join(given)}"
+            )
+        folder, report = resume_lab(resume, device, data_dir, quiet)
+    else:
+        folder, report = run_lab(out_dir, quick, set_, device, data_dir, quiet)
     if not quiet:
         table = Table(title="the lab's five tasks", header_style="bold")
         for column in report.columns:

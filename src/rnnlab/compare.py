@@ -6,6 +6,10 @@ and :func:`rnnlab.tasks.run`, then summarises them: ``compare.csv`` (one row per
 ``compare.md`` (mean ± standard deviation of every metric per cell, and the test metrics of
 each cell's seeds, and of all the runs, averaged into one model where the task allows it) and
 ``curves.png``.
+
+A study writes its plan (``plan.json``: every run's directory and resolved config) before the
+first run starts, so ``--resume`` continues it after Ctrl-C or a crash: finished runs are kept,
+an interrupted one continues from its checkpoint, the rest start.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +33,13 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from rnnlab import plots
+from rnnlab import checkpoint, plots
 from rnnlab.config import Config
 from rnnlab.distributed import World, is_main_process
 from rnnlab.ensemble import evaluate_ensemble
 from rnnlab.errors import RnnlabError
 from rnnlab.recurrent import CELLS
-from rnnlab.rundir import new_run_dir, write_csv, write_text
+from rnnlab.rundir import new_run_dir, read_json, write_csv, write_json, write_text
 from rnnlab.tasks import Task, get_task, run
 from rnnlab.train import Callback, Trainer, resolve_device
 
@@ -60,17 +65,86 @@ def parse_cells(text: str) -> list[str]:
     return list(dict.fromkeys(cells))  # a cell named twice runs once
 
 
+PLAN = "plan.json"
+
+
+def save_plan(folder: Path, planned: Sequence[Planned], study: dict[str, Any]) -> None:
+    """Write ``plan.json``: what the study is (``study``, with its ``command``) and every run."""
+    runs = [
+        {
+            "label": p.label,
+            "task": p.task.name,
+            "dir": p.out.relative_to(folder).as_posix(),
+            "config": p.cfg.with_absolute_paths().to_toml(),
+        }
+        for p in planned
+    ]
+    write_json(folder / PLAN, {"study": study, "runs": runs})
+
+
+def load_plan(folder: Path, command: str) -> tuple[list[Planned], dict[str, Any]]:
+    """The runs and description saved by :func:`save_plan` in a study of ``rnnlab COMMAND``."""
+    data = read_json(folder / PLAN, f"study directory of `rnnlab {command}`")
+    try:
+        study, runs = data["study"], data["runs"]
+        if study["command"] != command:
+            raise RnnlabError(
+                f"--resume {folder}: a study of `rnnlab {study['command']}`, "
+                f"not of `rnnlab {command}`"
+            )
+        if not isinstance(runs, list) or not runs:
+            raise RnnlabError(f"{folder / PLAN}: no runs in the plan")
+        planned = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for k, entry in enumerate(runs):
+                if (folder / entry["dir"]).resolve().parent != folder.resolve():
+                    raise RnnlabError(
+                        f"{folder / PLAN}: run directory {entry['dir']!r} is not a folder of the study"
+                    )
+                task = get_task(entry["task"])
+                path = Path(tmp) / f"{k}.toml"
+                path.write_text(entry["config"], encoding="utf-8")
+                planned.append(
+                    Planned(entry["label"], task, task.config(path), folder / entry["dir"])
+                )
+    except (KeyError, TypeError) as error:
+        raise RnnlabError(f"{folder / PLAN}: not a plan written by rnnlab ({error!r})") from None
+    return planned, study
+
+
+def _prepare(plan: Planned) -> bool | None:
+    """Where a planned run stands: None if it finished, True if it resumes from a checkpoint,
+    False if it starts (a directory holding only the config of a run stopped in its first epoch
+    is cleared; anything else there is refused, not overwritten)."""
+    if (plan.out / "metrics.json").exists():
+        return None
+    if checkpoint.exists(plan.out / "last"):
+        return True
+    if plan.out.is_dir():
+        found = {p.name for p in plan.out.iterdir()}
+        if found - {"config.toml"}:
+            raise RnnlabError(
+                f"{plan.out}: holds files but neither metrics.json nor a checkpoint; "
+                "remove it to train that run again"
+            )
+        (plan.out / "config.toml").unlink(missing_ok=True)
+    return False
+
+
 def run_series(
     planned: Sequence[Planned],
     device: str = "auto",
     data_dir: Path | None = None,
     quiet: bool = False,
+    resume_hint: str | None = None,
 ) -> list[Path]:
     """Train every planned run in turn; one bar counts the epochs of all of them.
 
     Runs share nothing (each loads its data and seeds itself), so one after another is the whole
-    schedule. Under ``--procs``/torchrun every process walks the same series (each run is
-    data-parallel) and only rank 0 shows it.
+    schedule. A run that already finished is kept as it is and one with a checkpoint continues
+    from it (``resume_hint``: the command that does so for the whole series). Under
+    ``--procs``/torchrun every process walks the same series (each run is data-parallel) and only
+    rank 0 shows it.
     """
     console = Console(stderr=True, quiet=quiet or not is_main_process())
     progress = Progress(
@@ -83,31 +157,37 @@ def run_series(
         disable=quiet,
         transient=True,  # a line per finished run stays; the bar goes
     )
+    # Every run's state is read before any trains: under torchrun all processes see the same.
+    states = [_prepare(plan) for plan in planned]
     done, run_dirs = 0, []
     with progress:
         bar = progress.add_task("", total=sum(p.cfg.train.epochs for p in planned), info="")
-        for i, plan in enumerate(planned):
+        for i, (plan, resume) in enumerate(zip(planned, states, strict=True)):
             progress.update(bar, description=f"run {i + 1}/{len(planned)} {plan.label}")
-            advance = _advancer(progress, bar, done, plan.cfg)
-            run_dir = run(
-                plan.task,
-                plan.cfg,
-                plan.out,
-                device,
-                quiet=True,
-                data_dir=data_dir,
-                extra_callbacks=(advance,),
-                console=Console(quiet=True),
-            )
+            if resume is not None:
+                advance = _advancer(progress, bar, done, plan.cfg)
+                run(
+                    plan.task,
+                    plan.cfg,
+                    plan.out,
+                    device,
+                    quiet=True,
+                    data_dir=data_dir,
+                    extra_callbacks=(advance,),
+                    console=Console(quiet=True),
+                    resume=resume,
+                    resume_hint=resume_hint,
+                )
             # Early stopping ends a run short of its epochs: the bar skips the rest.
             done += plan.cfg.train.epochs
             progress.update(bar, completed=done)
-            metrics = json.loads((run_dir / "metrics.json").read_text())
+            metrics = json.loads((plan.out / "metrics.json").read_text())
             progress.console.print(
                 f"{plan.label}: {_monitored(plan.cfg, metrics)}, "
-                f"{metrics['train_seconds']:.1f} s of training -> {run_dir}"
+                f"{metrics['train_seconds']:.1f} s of training -> {plan.out}"
+                + (" (finished before)" if resume is None else "")
             )
-            run_dirs.append(run_dir)
+            run_dirs.append(plan.out)
     return run_dirs
 
 
@@ -170,7 +250,48 @@ def compare(
         Planned(f"{cell} seed {seed}", task_cls, cfg, out / f"{cell}-seed{seed}")
         for (cell, seed), cfg in configs.items()
     ]
-    run_dirs = run_series(planned, device, data_dir, quiet)
+    command = " ".join(
+        [f"rnnlab compare {task_name} --cells {','.join(cells)} --seeds {seeds}"]
+        + ([f"--config {config}"] if config else [])
+        + [f"--set {s}" for s in overrides]
+        + ([f"--procs {world.size}"] if world.size > 1 else [])
+    )
+    study = {"command": "compare", "task": task_name, "cells": list(cells)}
+    study |= {"seeds": list(seeds_used), "line": command}
+    if world.is_main:
+        save_plan(out, planned, study)
+    return out, _study(out, planned, study, device, data_dir, quiet, world)
+
+
+def resume_compare(
+    folder: Path,
+    task_name: str,
+    device: str = "auto",
+    data_dir: Path | None = None,
+    quiet: bool = False,
+) -> tuple[Path, dict[str, dict[str, str]], dict[str, Any]]:
+    """Continue the study of ``task_name`` in ``folder`` (written by :func:`compare`); returns
+    it, its summary and what it is (``task``, ``cells``, ``seeds``)."""
+    planned, study = load_plan(folder, "compare")
+    if study["task"] != task_name:
+        raise RnnlabError(f"--resume {folder}: a study of {study['task']}, not of {task_name}")
+    world, _ = World.from_env(resolve_device(device))
+    return folder, _study(folder, planned, study, device, data_dir, quiet, world), study
+
+
+def _study(
+    out: Path,
+    planned: Sequence[Planned],
+    study: dict[str, Any],
+    device: str,
+    data_dir: Path | None,
+    quiet: bool,
+    world: World,
+) -> dict[str, dict[str, str]]:
+    """Train (or finish) the study's runs, then write its summary; returns the summary."""
+    task_name, cells = study["task"], study["cells"]
+    hint = f"rnnlab compare {task_name} --resume {out}"
+    run_dirs = run_series(planned, device, data_dir, quiet, resume_hint=hint)
     rows, histories = [], {cell: [] for cell in cells}
     for plan, run_dir in zip(planned, run_dirs, strict=True):
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -180,19 +301,14 @@ def compare(
             histories[cell].append([{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)])
     table = summarise(cells, rows)
     if not world.is_main:
-        return out, table
-    if task_cls.combine is not None:
+        return table
+    if planned[0].task.combine is not None:
         table |= ensembles(cells, planned, run_dirs, device, data_dir)
     write_csv(out / "compare.csv", rows)
-    command = " ".join(
-        [f"rnnlab compare {task_name} --cells {','.join(cells)} --seeds {seeds}"]
-        + ([f"--config {config}"] if config else [])
-        + [f"--set {s}" for s in overrides]
-        + ([f"--procs {world.size}"] if world.size > 1 else [])
-    )
-    write_text(out / "compare.md", summary_markdown(task_name, cells, table, seeds_used, command))
+    markdown = summary_markdown(task_name, cells, table, study["seeds"], study["line"])
+    write_text(out / "compare.md", markdown)
     plots.compare_curves(histories, out / "curves.png", title=task_name)
-    return out, table
+    return table
 
 
 def ensembles(

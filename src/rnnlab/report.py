@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 import rnnlab
-from rnnlab.compare import Planned, run_series
+from rnnlab.compare import Planned, load_plan, run_series, save_plan
 from rnnlab.config import parse_override
 from rnnlab.errors import RnnlabError
 from rnnlab.rundir import new_run_dir, write_text
@@ -127,11 +127,6 @@ def lab(
     }
     out = new_run_dir("lab", out)
     planned = [Planned(name, get_task(name), cfg, out / name) for name, cfg in configs.items()]
-    run_dirs = run_series(planned, device, data_dir, quiet)
-    results = [
-        Result(p.label, d, json.loads((d / "metrics.json").read_text()))
-        for p, d in zip(planned, run_dirs, strict=True)
-    ]
     setting = (
         "quick (`rnnlab lab --quick`): fewer epochs than the lab, so the metrics fall short of it"
         if quick
@@ -139,10 +134,37 @@ def lab(
     )
     if overrides:
         setting += ", with " + ", ".join(f"`--set {s}`" for s in overrides)
+    save_plan(out, planned, {"command": "lab", "setting": setting})
+    return out, _report(out, planned, setting, device, data_dir, quiet)
+
+
+def resume_lab(
+    folder: Path, device: str = "auto", data_dir: Path | None = None, quiet: bool = False
+) -> tuple[Path, Report]:
+    """Continue the lab report in ``folder`` (written by :func:`lab`) where it stopped."""
+    planned, study = load_plan(folder, "lab")
+    return folder, _report(folder, planned, study["setting"], device, data_dir, quiet)
+
+
+def _report(
+    out: Path,
+    planned: Sequence[Planned],
+    setting: str,
+    device: str,
+    data_dir: Path | None,
+    quiet: bool,
+) -> Report:
+    run_dirs = run_series(
+        planned, device, data_dir, quiet, resume_hint=f"rnnlab lab --resume {out}"
+    )
+    results = [
+        Result(p.label, d, json.loads((d / "metrics.json").read_text()))
+        for p, d in zip(planned, run_dirs, strict=True)
+    ]
     report = Report(results, setting)
     write_text(out / "report.md", report.markdown(out))
     write_text(out / "report.html", report.html(out))
-    return out, report
+    return report
 
 
 def _number(value: Any) -> str:

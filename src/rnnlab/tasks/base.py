@@ -155,10 +155,12 @@ def run(
     extra_callbacks: tuple[Callback, ...] = (),
     console: Console | None = None,
     resume: bool = False,
+    resume_hint: str | None = None,
 ) -> Path:
     """Train ``task_cls`` with ``cfg`` and write its run directory; returns the directory.
 
     With ``resume``, ``out`` is an existing run directory whose ``last/`` checkpoint is continued.
+    ``resume_hint``: the command that continues the work if a signal stops it (a study's own).
     Under torchrun every process trains its slice of each batch and rank 0 writes the directory.
     """
     target = resolve_device(device)
@@ -166,8 +168,9 @@ def run(
     # After a failure nobody waits for the others: they may never arrive (and the launcher
     # stops them when one process fails).
     run_dir = _run(
-        task_cls, cfg, out, target, quiet, data_dir, extra_callbacks, console, resume, world
-    )
+        task_cls, cfg, out, target, quiet, data_dir, extra_callbacks, console, resume, world,
+        resume_hint,
+    )  # fmt: skip
     world.done()
     return run_dir
 
@@ -183,6 +186,7 @@ def _run(
     console: Console | None,
     resume: bool,
     world: World,
+    resume_hint: str | None,
 ) -> Path:
     main = world.is_main  # under torchrun only rank 0 writes files and talks
     if console is None or not main:
@@ -226,7 +230,7 @@ def _run(
         quiet=quiet or not main,
         console=console,
         checkpoint_dir=run_dir / "last",
-        resume_hint=f"rnnlab run {cfg.task} --resume {run_dir}",
+        resume_hint=resume_hint or f"rnnlab run {cfg.task} --resume {run_dir}",
         world=world,
     )
     result = trainer.fit(task.train_batches(), resume=resume)
