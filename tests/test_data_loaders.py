@@ -115,6 +115,15 @@ def test_csv_series_by_header_name_with_default_split(tmp_path):
     assert data.scaler.mean[0] == pytest.approx(np.arange(40).mean())
 
 
+def test_csv_without_header_keeps_its_first_row_beside_a_text_column(tmp_path):
+    """A date column is text in every row: the first row is data, not a header to drop."""
+    rows = [[f"2020-01-{i + 1:02d}", i] for i in range(20)]
+    data = load_csv_series(write_csv(tmp_path / "s.csv", rows), columns=(1,), lag=3)
+    assert data.columns == ("1",)
+    assert data.x_train.shape == (16 - 3, 3, 1)
+    assert data.scaler.mean[0] == pytest.approx(np.arange(16).mean())
+
+
 def test_csv_row_with_wrong_field_count_names_the_line(tmp_path):
     path = write_csv(tmp_path / "s.csv", [["a", "b"], [1, 2], [3], [5, 6]])
     with raises_one_line("s.csv", "line 3", "1 fields, expected 2"):

@@ -169,7 +169,13 @@ def load_csv_series(
     Other columns (dates, ids) may hold anything."""
     path = Path(path)
     rows = read_csv(path, "a CSV of numeric columns")
-    header = None if all(_is_number(v) for v in rows[0][1]) else rows[0][1]
+    # A header row holds a name where the rows below hold numbers; a first row that is text only
+    # where every row is (a date column) is data, not to be dropped as a header.
+    # (A file of one row: any text in it names a column.)
+    first_row = rows[0][1]
+    below = rows[1][1] if len(rows) > 1 else ["0"] * len(first_row)
+    named = (not _is_number(v) and _is_number(w) for v, w in zip(first_row, below, strict=False))
+    header = first_row if any(named) else None
     width = len(rows[0][1])
     if not columns:
         raise RnnlabError(f"{path}: columns is empty, expected at least the target column")
