@@ -1,10 +1,12 @@
 """Registry, cache and downloads: against the shared copies and a loopback HTTP server."""
 
+import logging
 import shutil
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pooch
 import pytest
 from typer.testing import CliRunner
 
@@ -187,3 +189,23 @@ def test_cli_error_is_one_line_on_stderr_with_status_2(tmp_path, offline, monkey
     lines = capsys.readouterr().err.strip().splitlines()
     assert all(line.startswith("error: ") for line in lines)
     assert len(lines) == len(registry.DATASETS) + 1  # one per dataset, then the summary
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_a_quiet_run_downloads_without_a_word(shared_data, tmp_path, server, quiet):
+    """`rnnlab run --quiet` fetching its data for the first time prints nothing about it."""
+    from rnnlab.tasks import Sentiment, run
+
+    server.files["/Sentiment/Airlines.csv"] = (shared_data / "Airlines.csv").read_bytes()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = pooch.get_logger()
+    logger.addHandler(handler)
+    try:
+        cfg = Sentiment.config(None, ["train.epochs=1", "model.hidden=4", "data.num_words=50"])
+        run(Sentiment, cfg, tmp_path / "run", "cpu", quiet=quiet, data_dir=tmp_path / "data")
+    finally:
+        logger.removeHandler(handler)
+    assert (tmp_path / "data" / "Airlines.csv").is_file()
+    assert any("Downloading" in r.getMessage() for r in records) != quiet

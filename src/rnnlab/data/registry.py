@@ -8,10 +8,12 @@ ElectricDevices ``.csv`` copies) are verified by their structure instead: rows, 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -179,6 +181,24 @@ def fetch_file(file: DataFile, directory: Path) -> Path:
                 path.unlink()
             raise
     return path
+
+
+@contextlib.contextmanager
+def quiet_downloads(quiet: bool = True) -> Iterator[None]:
+    """Within the block, with ``quiet``, a download does not announce itself (pooch's log line)."""
+    logger = pooch.get_logger()
+    # A filter, not setLevel: pooch's logger lives outside logging's registry, so a level change
+    # would leave its cached "is INFO enabled?" answer stale after the block.
+    if quiet:
+        logger.addFilter(_warnings_only)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_warnings_only)
+
+
+def _warnings_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
 
 
 def fetch(name: str, data_dir: str | Path | None = None) -> dict[str, Path]:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 import rnnlab
 from rnnlab import plots
 from rnnlab.config import Config, ModelConfig, TrainConfig, load_config
+from rnnlab.data.registry import quiet_downloads
 from rnnlab.distributed import World
 from rnnlab.errors import RnnlabError
 from rnnlab.rundir import (
@@ -197,7 +198,10 @@ def _run(
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     task = task_cls(cfg, data_dir)
-    task.load()
+    with quiet_downloads(
+        quiet or not main
+    ):  # --quiet: nothing on the terminal, a first download included
+        task.load()
     sizes = {name: next(iter(split.values())).shape[0] for name, split in task.splits.items()}
     if not all(sizes.values()):
         shown = ", ".join(f"{name} {n}" for name, n in sizes.items())
