@@ -7,6 +7,7 @@ import inspect
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -77,6 +78,14 @@ def tasks() -> None:
     out.print(table)
 
 
+def _alone_with_resume(kind: str, options: dict[str, Any]) -> None:
+    """``--resume`` continues a ``kind`` as it was planned: an option that would change it is an
+    error naming it."""
+    given = [name for name, value in options.items() if value not in (None, False, [])]
+    if given:
+        raise RnnlabError(f"--resume continues a {kind} as it was planned; drop {', '.join(given)}")
+
+
 @app.command()
 def run(
     task: str = typer.Argument(..., help="Task name; see `rnnlab tasks`."),
@@ -104,10 +113,7 @@ def run(
 
     task_cls = registry.get_task(task)
     if resume is not None:
-        if config is not None or set_:
-            raise RnnlabError(
-                "--resume continues a run with its own config.toml; drop --config/--set"
-            )
+        _alone_with_resume("run", {"--config": config, "--set": set_})
         if not checkpoint.exists(resume / "last"):
             raise RnnlabError(
                 f"--resume {resume}: no checkpoint in {resume / 'last'} (a run saves one after "
@@ -270,12 +276,8 @@ def compare(
     from rnnlab.train import resolve_device
 
     if resume is not None:
-        given = [name for name, value in (("--cells", cells), ("--seeds", seeds),
-                 ("--config", config), ("--set", set_), ("--out", out_dir)) if value not in (None, [])]  # fmt: skip
-        if given:
-            raise RnnlabError(
-                f"--resume continues a study with its own plan; drop {', '.join(given)}"
-            )
+        planning = {"--cells": cells, "--seeds": seeds, "--config": config, "--set": set_}
+        _alone_with_resume("study", planning | {"--out": out_dir})
     else:
         chosen = parse_cells(cells or "rnn,lstm,gru")
         seeds = 3 if seeds is None else seeds
@@ -445,12 +447,7 @@ def lab(
     from rnnlab.report import resume_lab
 
     if resume is not None:
-        given = [name for name, value in (("--quick", quick), ("--set", set_),
-                 ("--out", out_dir)) if value]  # fmt: skip
-        if given:
-            raise RnnlabError(
-                f"--resume continues a report with its own plan; drop {', '.join(given)}"
-            )
+        _alone_with_resume("report", {"--quick": quick, "--set": set_, "--out": out_dir})
         folder, report = resume_lab(resume, device, data_dir, quiet)
     else:
         folder, report = run_lab(out_dir, quick, set_, device, data_dir, quiet)
