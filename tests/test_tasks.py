@@ -157,3 +157,32 @@ def test_sentiment_says_which_texts_it_left_out(capsys, tmp_path):
     )  # fmt: skip
     assert code == 0, err
     assert "left out 3 texts with no word to read: 1 without letters" in " ".join(err.split())
+
+
+def test_air_quality_reads_a_users_csv(capsys, tmp_path, monkeypatch):
+    """`data.path` and `data.columns` by name: the user's own series, its plot named for the file."""
+    import math
+
+    from rnnlab import plots
+
+    rows = [["time", "load", "temp"]]
+    rows += [[f"t{i}", f"{math.sin(i / 5):.4f}", f"{math.cos(i / 50):.4f}"] for i in range(1200)]
+    path = tmp_path / "load.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    titles = []
+    drawn = plots.predictions
+    monkeypatch.setattr(
+        plots,
+        "predictions",
+        lambda *a, **k: titles.append((k["title"], k["xlabel"])) or drawn(*a, **k),
+    )
+    out, metrics = _run(
+        capsys, tmp_path, tmp_path, "air-quality",
+        f"data.path='{path}'", "data.columns=['load', 'temp']", "train.epochs=3",
+        "train.batch_size=32", "train.lr=0.01", "model.hidden=16",
+    )  # fmt: skip
+    assert 800 < metrics["train_examples"] < 960 and "test_r2" in metrics
+    assert metrics["test_mse"] < metrics["persistence_mse"]
+    assert titles == [("load.csv: first 234 test steps", "test step (rows of the file)")]
+    assert (out / "predictions.png").is_file()

@@ -61,7 +61,12 @@ def confusion(cm: np.ndarray, names: list[str], path: Path, title: str = "") -> 
 
 
 def predictions(
-    y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str = "", baseline=None
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    path: Path,
+    title: str = "",
+    baseline=None,
+    xlabel: str = "test step (hours)",
 ) -> None:
     """A window of a series: truth, the model's prediction and, optionally, a baseline."""
     fig, ax = plt.subplots(figsize=(10, 3.4))
@@ -70,7 +75,7 @@ def predictions(
     ax.plot(steps, y_pred, color="tab:red", lw=1.0, label="predicted")
     if baseline is not None:
         ax.plot(steps, baseline, color="tab:gray", lw=0.8, ls="--", label="persistence")
-    ax.set(xlabel="test step (hours)", title=title)
+    ax.set(xlabel=xlabel, title=title)
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     _save(fig, path)

@@ -130,11 +130,18 @@ class AirQuality(Task):
         window = slice(0, 24 * 14)  # two weeks of test hours
         split = self.splits["test"]
         pred = self.outputs(model, "test").squeeze(-1)
+        d = self.cfg.data
+        # A CSV's rows need not be hours: its plot says steps, the file's name for the site's.
+        title, xlabel = f"{d.site}: first two test weeks", "test step (hours)"
+        if d.path:
+            title = f"{Path(d.path).name}: first {len(split['y'][window])} test steps"
+            xlabel = "test step (rows of the file)"
         plots.predictions(
             self._raw(split["y"][window]),
             self._raw(pred[window]),
             run_dir / "predictions.png",
-            title=f"{self.cfg.data.site}: first two test weeks",
+            title=title,
+            xlabel=xlabel,
             baseline=self._raw(persistence(split["x"][window])),
         )
         return {}
