@@ -57,8 +57,8 @@ def _dropped_note(empty: int, oov: dict[str, int]) -> str | None:
         return None
     per_split = ", ".join(f"{name} {n}" for name, n in oov.items())
     return (
-        f"left out {empty + sum(oov.values())} texts with no word to read: {empty} without "
-        f"letters, and with only words outside the vocabulary {per_split}"
+        f"left out {empty + sum(oov.values())} texts with no word to read: {empty} with no "
+        f"letters, {sum(oov.values())} with only words outside the vocabulary ({per_split})"
     )
 
 
