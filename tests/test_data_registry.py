@@ -209,3 +209,22 @@ def test_a_quiet_run_downloads_without_a_word(shared_data, tmp_path, server, qui
         logger.removeHandler(handler)
     assert (tmp_path / "data" / "Airlines.csv").is_file()
     assert any("Downloading" in r.getMessage() for r in records) != quiet
+
+
+def test_a_download_on_a_terminal_shows_its_progress(
+    shared_data, tmp_path, server, capsys, monkeypatch
+):
+    """A bar with the file's name and its bytes (rich, through pooch's progress-bar calls);
+    `quiet_downloads` draws none, and neither does output that is not a terminal."""
+    server.files["/TextGeneration/poetry1.txt.gz"] = (shared_data / "poetry1.txt.gz").read_bytes()
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich: draw as on a terminal
+    with registry.quiet_downloads():
+        registry.fetch("poetry1", tmp_path / "quiet")
+    assert capsys.readouterr().err == ""
+    registry.fetch("poetry1", tmp_path / "shown")
+    shown = capsys.readouterr().err
+    assert "poetry1.txt.gz" in shown and "66.8/66.8 kB" in shown
+    monkeypatch.delenv("FORCE_COLOR")
+    monkeypatch.setenv("TERM", "dumb")
+    registry.fetch("poetry1", tmp_path / "piped")
+    assert capsys.readouterr().err == ""

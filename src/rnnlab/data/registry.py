@@ -9,6 +9,7 @@ ElectricDevices ``.csv`` copies) are verified by their structure instead: rows, 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import difflib
 import hashlib
 import logging
@@ -21,6 +22,8 @@ from pathlib import Path
 import platformdirs
 import pooch
 import requests
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from rnnlab.data.ucr import check_ucr
 from rnnlab.errors import RnnlabError
@@ -164,8 +167,11 @@ def fetch_file(file: DataFile, directory: Path) -> Path:
     if downloaded:
         url = f"{base_url()}/{file.url}"
         known = f"sha256:{file.sha256}" if file.sha256 else None
+        bar = DownloadBar(file.name)
+        # pooch draws its own bar only with tqdm; over HTTP it takes any object that acts like one.
+        downloader = pooch.HTTPDownloader(progressbar=bar) if url.startswith("http") else None
         try:  # pooch writes a temporary file and moves it into place only once its digest matches
-            pooch.retrieve(url, known, fname=file.name, path=directory, progressbar=False)
+            pooch.retrieve(url, known, fname=file.name, path=directory, downloader=downloader)
         except (
             OSError,
             ValueError,
@@ -173,6 +179,8 @@ def fetch_file(file: DataFile, directory: Path) -> Path:
             raise RnnlabError(
                 f"{file.name}: download from {url} failed: {_reason(err, file)}"
             ) from None
+        finally:
+            bar.close()  # pooch closes it only after a download that worked
     if file.check is not None:
         try:
             file.check(path)
@@ -183,17 +191,55 @@ def fetch_file(file: DataFile, directory: Path) -> Path:
     return path
 
 
+_QUIET = contextvars.ContextVar("quiet_downloads", default=False)
+
+
+class DownloadBar:
+    """A download's progress on stderr (rich), through the calls pooch makes on a tqdm bar:
+    ``total`` set, then ``update(bytes)``, and ``reset()``, ``update(total)``, ``close()`` at the end.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.total: int = 0
+        self.done = 0
+        console = Console(stderr=True, quiet=_QUIET.get())
+        self.progress = Progress(
+            TextColumn(name),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,  # a log file gets pooch's one line, not a bar
+        )
+        self.task = self.progress.add_task("download", total=None)
+        self.progress.start()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.progress.update(self.task, total=self.total or None, completed=self.done)
+
+    def reset(self) -> None:
+        self.done = 0
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
 @contextlib.contextmanager
 def quiet_downloads(quiet: bool = True) -> Iterator[None]:
-    """Within the block, with ``quiet``, a download does not announce itself (pooch's log line)."""
+    """Within the block, with ``quiet``, a download shows no bar and does not announce itself
+    (pooch's log line)."""
     logger = pooch.get_logger()
     # A filter, not setLevel: pooch's logger lives outside logging's registry, so a level change
     # would leave its cached "is INFO enabled?" answer stale after the block.
     if quiet:
         logger.addFilter(_warnings_only)
+    token = _QUIET.set(quiet)
     try:
         yield
     finally:
+        _QUIET.reset(token)
         logger.removeFilter(_warnings_only)
 
 
