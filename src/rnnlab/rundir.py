@@ -116,7 +116,7 @@ def new_run_dir(task: str, out: Path | None = None) -> Path:
     if out is not None and out.is_dir() and any(out.iterdir()):
         raise RnnlabError(
             f"{out}: not empty; a new run needs a new or empty --out directory "
-            f"(`rnnlab run --resume {out}` continues an interrupted run)"
+            f"(`--resume {out}` continues an interrupted run, study or report)"
         )
     if out is None:
         base = Path("runs") / task / time.strftime("%Y%m%d-%H%M%S")

@@ -198,9 +198,8 @@ def _run(
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     task = task_cls(cfg, data_dir)
-    with quiet_downloads(
-        quiet or not main
-    ):  # --quiet: nothing on the terminal, a first download included
+    # --quiet: nothing on the terminal, a first download included.
+    with quiet_downloads(quiet or not main):
         task.load()
     sizes = {name: next(iter(split.values())).shape[0] for name, split in task.splits.items()}
     if not all(sizes.values()):
