@@ -323,6 +323,17 @@ def test_resume_without_checkpoint(capsys, tmp_path):
     assert_one_line_error(code, err, "--resume", "checkpoint")
 
 
+def test_resume_of_a_finished_run(capsys, runs, tmp_path):
+    run = _copy_run(runs, "air-quality", tmp_path)
+    before = {p.name: p.stat().st_mtime_ns for p in run.rglob("*")}
+    code, out, err = rnnlab(capsys, "run", "air-quality", "--resume", str(run))
+    assert code == 0, err
+    err, out = err.replace("\n", ""), out.replace("\n", "")
+    assert "finished already" in err and f"rnnlab eval {run}" in err
+    assert f"run directory: {run}" in out
+    assert {p.name: p.stat().st_mtime_ns for p in run.rglob("*")} == before  # nothing rewritten
+
+
 def test_resume_with_overrides(capsys, runs):
     run = str(runs["air-quality"])
     code, _, err = rnnlab(capsys, "run", "air-quality", "--resume", run, "--set", "train.lr=1")

@@ -90,7 +90,9 @@ def _alone_with_resume(kind: str, options: dict[str, Any]) -> None:
 def run(
     task: str = typer.Argument(..., help="Task name; see `rnnlab tasks`."),
     config: Path | None = typer.Option(None, "--config", help="A TOML file over the defaults."),
-    set_: list[str] = typer.Option([], "--set", help="Override one key: --set train.epochs=5."),
+    set_: list[str] = typer.Option(
+        [], "--set", metavar="K=V", help="Override one key: --set train.epochs=5."
+    ),
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/TASK/…)."),
     device: str = Device,
     quiet: bool = Quiet,
@@ -114,6 +116,16 @@ def run(
     task_cls = registry.get_task(task)
     if resume is not None:
         _alone_with_resume("run", {"--config": config, "--set": set_})
+        if (resume / "metrics.json").exists():
+            err.print(
+                f"{resume}: finished already (metrics.json); nothing to resume. "
+                f"`rnnlab eval {resume}` recomputes its test metrics",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+            out.print(f"run directory: {resume}")
+            return
         if not checkpoint.exists(resume / "last"):
             raise RnnlabError(
                 f"--resume {resume}: no checkpoint in {resume / 'last'} (a run saves one after "
@@ -252,7 +264,9 @@ def compare(
         None, "--seeds", help="Runs per cell, seeds counting up from train.seed (default 3)."
     ),
     config: Path | None = typer.Option(None, "--config", help="A TOML file over the defaults."),
-    set_: list[str] = typer.Option([], "--set", help="Override one key for every run."),
+    set_: list[str] = typer.Option(
+        [], "--set", metavar="K=V", help="Override one key for every run."
+    ),
     out_dir: Path | None = typer.Option(
         None, "--out", help="Study directory (default runs/compare/TASK/…)."
     ),
@@ -426,7 +440,10 @@ def lab(
         False, "--quick", help="Fewer epochs: all five tasks in a few minutes."
     ),
     set_: list[str] = typer.Option(
-        [], "--set", help="[TASK:]SECTION.KEY=VALUE: one key for every task, or for TASK only."
+        [],
+        "--set",
+        metavar="[TASK:]K=V",
+        help="[TASK:]SECTION.KEY=VALUE: one key for every task, or for TASK only.",
     ),
     out_dir: Path | None = typer.Option(
         None, "--out", help="Report directory (default runs/lab/…)."
