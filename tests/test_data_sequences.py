@@ -33,6 +33,15 @@ def test_corpus_is_lower_cased_without_bom_and_split_90_10(shared_data):
     assert corpus.train.dtype == torch.int64 and "\ufeff" not in corpus.vocab.chars
 
 
+def test_corpus_holds_out_a_test_text_after_the_validation_text(shared_data):
+    corpus = load_corpus(shared_data / "poetry1.txt.gz", val_fraction=0.1, test_fraction=0.05)
+    n = len(corpus.text)
+    assert (len(corpus.train), len(corpus.test)) == (int(0.85 * n), int(0.05 * n))
+    parts = (corpus.train, corpus.val, corpus.test)
+    assert "".join(corpus.vocab.decode(p) for p in parts) == corpus.text
+    assert len(load_corpus(shared_data / "poetry1.txt.gz").test) == 0  # the lab's: none
+
+
 def test_corpus_can_keep_case_and_vocab_round_trips_through_json(shared_data):
     corpus = load_corpus(shared_data / "poetry1.txt.gz", lower=False)
     assert any(c.isupper() for c in corpus.vocab.chars)

@@ -191,6 +191,7 @@ def test_windows_run_writes_samples_and_generate_continues_a_prime(capsys, tmp_p
         assert {"train_loss", "val_bpc"} <= next(csv.DictReader(f)).keys()
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 < metrics["test_bpc"] < 6
+    assert metrics["test_bpc"] == metrics["val_bpc"]  # the lab's: no test text of its own
 
     args = ["generate", str(out), "--prime", "Merry", "--length", "30", "--seed", "3"]
     code, first, stderr = rnnlab(capsys, *args, "--temperature", "0.5", "--temperature", "0")
@@ -208,10 +209,12 @@ def test_stream_run_on_poetry1_beats_the_unigram_rate(capsys, tmp_path, shared_d
     out = _run(
         capsys, tmp_path, "stream", "data.mode='stream'", "model.hidden=32", "train.epochs=1",
         "train.batch_size=64", "train.bptt=32", "train.lr=0.02", "train.sample_every=5",
-        data_dir=shared_data,
+        "data.test_fraction=0.05", data_dir=shared_data,
     )  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["test_bpc"] < 4.0  # the character frequencies alone give about 4.1 bits
+    # The character frequencies alone give about 4.1 bits (unigram_bpc, on the test text).
+    assert metrics["test_bpc"] < 4.0 and metrics["test_bpc"] < metrics["unigram_bpc"]
+    assert metrics["test_bpc"] != metrics["val_bpc"]  # a text of its own, after the validation's
     assert (out / "samples.txt").exists()  # the last epoch always samples
 
 
@@ -227,6 +230,8 @@ def test_generate_needs_a_text_generation_run(capsys, tmp_path):
         (["train.bptt=0"], ["train.bptt", ">= 1"]),
         (["model.bidirectional=true"], ["model.bidirectional"]),
         (["data.mode='stream'", "train.batch_size=100000"], ["train.batch_size"]),
+        (["data.test_fraction=0.95"], ["data.val_fraction + data.test_fraction", "(0, 1)"]),
+        (["data.test_fraction=1.5"], ["data.test_fraction", "(0, 1)"]),
     ],
 )
 def test_bad_text_generation_configs_are_one_line_errors(capsys, tmp_path, sets, names):

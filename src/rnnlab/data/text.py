@@ -57,8 +57,9 @@ class CharVocab:
 class Corpus:
     text: str
     vocab: CharVocab  # from the whole text, so validation can be encoded (it holds no statistics)
-    train: torch.Tensor  # (L_train,) int64, the first 90 % of the text
-    val: torch.Tensor  # (L_val,) int64, the last 10 %
+    train: torch.Tensor  # (L_train,) int64, the text's start (90 % by default)
+    val: torch.Tensor  # (L_val,) int64, the next ``val_fraction`` (the last 10 % by default)
+    test: torch.Tensor  # (L_test,) int64, the last ``test_fraction`` (none by default, the lab's)
 
 
 def read_text(path: str | Path) -> str:
@@ -84,9 +85,12 @@ def read_text(path: str | Path) -> str:
     return text.replace("\ufeff", "")
 
 
-def load_corpus(path: str | Path, lower: bool = True, val_fraction: float = 0.1) -> Corpus:
-    """A text file as character ids, lower-cased as the lab by default; the last ``val_fraction``
-    of the characters is the validation text."""
+def load_corpus(
+    path: str | Path, lower: bool = True, val_fraction: float = 0.1, test_fraction: float = 0.0
+) -> Corpus:
+    """A text file as character ids, lower-cased as the lab by default: the text's start for
+    training, then ``val_fraction`` of the characters for validation, then ``test_fraction`` for
+    the test (in reading order, so no held-out passage overlaps the training text)."""
     text = read_text(path)
     if lower:
         text = text.lower()
@@ -94,12 +98,14 @@ def load_corpus(path: str | Path, lower: bool = True, val_fraction: float = 0.1)
         raise RnnlabError(f"{path}: no text, expected a non-empty text file")
     vocab = CharVocab.of(text)
     ids = vocab.encode(text)
-    cut = int(len(text) * (1 - val_fraction))
-    if not 0 < cut < len(text):
+    test_cut = len(text) - int(len(text) * test_fraction)
+    cut = int(len(text) * (1 - val_fraction - test_fraction))
+    if not 0 < cut < test_cut <= len(text):
         raise RnnlabError(
             f"{path}: {len(text)} characters cannot be split with val_fraction={val_fraction}"
+            f" and test_fraction={test_fraction}"
         )
-    return Corpus(text, vocab, ids[:cut], ids[cut:])
+    return Corpus(text, vocab, ids[:cut], ids[cut:test_cut], ids[test_cut:])
 
 
 def char_windows(

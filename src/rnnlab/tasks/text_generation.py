@@ -51,10 +51,16 @@ class TextData:
     maxlen: int = 50
     step: int = 3
     val_fraction: float = 0.1
+    test_fraction: float = 0.0  # the lab holds out no test text: the test metrics are validation's
 
     def check(self) -> None:
         check_at_least("data", self, 1, "maxlen", "step")
         check_share("data.val_fraction", self.val_fraction)
+        if self.test_fraction:
+            check_share("data.test_fraction", self.test_fraction)
+            check_share(
+                "data.val_fraction + data.test_fraction", self.val_fraction + self.test_fraction
+            )
         if self.path is None and registry.dataset(self.dataset).task != "text-generation":
             texts = [d.name for d in registry.DATASETS.values() if d.task == "text-generation"]
             raise RnnlabError(
@@ -140,22 +146,30 @@ class TextGeneration(Task):
     def load(self) -> None:
         d = self.cfg.data
         path = d.path or data.fetch(d.dataset, self.data_dir)[f"{d.dataset}.txt.gz"]
-        corpus = data.load_corpus(path, lower=d.lower, val_fraction=d.val_fraction)
-        if len(corpus.val) < 2:
-            raise RnnlabError(f"{path}: too short to hold out a validation text")
-        held_out = {"ids": corpus.val}
+        corpus = data.load_corpus(
+            path, lower=d.lower, val_fraction=d.val_fraction, test_fraction=d.test_fraction
+        )
+        for name, part, key in (("validation", corpus.val, "val"), ("test", corpus.test, "test")):
+            if len(part) < 2 and (key == "val" or d.test_fraction):
+                raise RnnlabError(
+                    f"{path}: too short to hold out a {name} text (data.{key}_fraction)"
+                )
         if d.mode == "windows":
             x, y = char_windows(corpus.train, d.maxlen, d.step)
             train = {"x": x, "y": y}  # x is a view of the text: windows are copied per batch
         else:
             train = {"ids": corpus.train}
-        # The lab has no test text: the test metrics are the held-out text's, at the best epoch.
-        self.splits = {"train": train, "val": held_out, "test": held_out}
+        # The lab has no test text: without data.test_fraction the test metrics are the
+        # validation text's, at the best epoch.
+        held_out = {"ids": corpus.val}
+        test = {"ids": corpus.test} if d.test_fraction else held_out
+        self.splits = {"train": train, "val": held_out, "test": test}
         self.meta = {"vocab": corpus.vocab.to_json(), "lower": d.lower}
         # The trivial baseline: every character at its training frequency, the context ignored
         # (add-one counts, so a character the training text lacks is not infinitely surprising).
         counts = torch.bincount(corpus.train, minlength=len(corpus.vocab)).double() + 1.0
-        self.unigram_bpc = float(-(counts / counts.sum()).log2()[corpus.val[1:]].mean())
+        scored = test["ids"][1:]  # the characters test_bpc scores
+        self.unigram_bpc = float(-(counts / counts.sum()).log2()[scored].mean())
 
     @property
     def vocab(self) -> CharVocab:
