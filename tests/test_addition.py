@@ -11,9 +11,12 @@ import pytest
 import torch
 from cli_helpers import assert_one_line_error, rnnlab
 from rich.console import Console
+from torch import Tensor
 
 from rnnlab.data.addition import decode
+from rnnlab.errors import RnnlabError
 from rnnlab.tasks import Addition, run
+from rnnlab.tasks.seq2seq import Pairs, read_pairs
 
 DATES = Path(__file__).resolve().parents[1] / "examples" / "dates.tsv"
 TINY = ["data.examples=600", "data.digits=2", "data.test_examples=100", "model.hidden=32",
@@ -127,3 +130,26 @@ def test_a_malformed_pairs_file_names_the_line(capsys, tmp_path):
         capsys, "run", "seq2seq", "--out", str(tmp_path / "r"), "--set", f"data.path='{pairs}'"
     )
     assert_one_line_error(code, err, f"{pairs}:3")
+
+
+def test_a_pairs_header_is_read_only_when_asked(tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("\nsource\ttarget\none\t1\ntwo\t2\nthree 3\n")
+    with pytest.raises(RnnlabError, match=f"{pairs}:5"):  # numbers count the skipped lines
+        read_pairs(pairs, header=True)
+    pairs.write_text("\nsource\ttarget\none\t1\ntwo\t2\nthree\t3\n")
+    assert read_pairs(pairs, header=True) == [("one", "1"), ("two", "2"), ("three", "3")]
+    assert read_pairs(pairs)[0] == ("source", "target")  # without header=True it is a pair
+
+
+def test_pairs_split_does_not_follow_the_training_seed(tmp_path):
+    def test_sources(*sets: str) -> Tensor:
+        task = Pairs(Pairs.config(None, [f"data.path='{DATES}'", *sets]))
+        task.load()
+        return task.splits["test"]["x"]
+
+    same, other_seed, other_split = (
+        test_sources(), test_sources("train.seed=1"), test_sources("data.split_seed=1")
+    )  # fmt: skip
+    assert torch.equal(same, other_seed)
+    assert not torch.equal(same, other_split)

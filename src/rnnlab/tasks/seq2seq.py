@@ -213,10 +213,13 @@ class PairsData:
     """A TSV of ``source<TAB>target`` lines and how to cut it into tokens and splits."""
 
     path: str | None = None
+    header: bool = False  # true: the file's first line names its columns and is not a pair
     tokens: Literal["char", "word"] = "char"
     lower: bool = False
     val_fraction: float = 0.1
     test_fraction: float = 0.1
+    # The split's shuffle, apart from train.seed: runs of other seeds share a test set.
+    split_seed: int = 0
     # Batches are padded to their longest sequence: one stray long line would cost every batch.
     max_tokens: int = 200
 
@@ -229,8 +232,11 @@ class PairsData:
                 )
 
 
-def read_pairs(path: str | Path, lower: bool = False) -> list[tuple[str, str]]:
-    """``source<TAB>target`` lines; blank lines are skipped, anything else is an error naming the line."""
+def read_pairs(
+    path: str | Path, lower: bool = False, header: bool = False
+) -> list[tuple[str, str]]:
+    """``source<TAB>target`` lines after a ``header`` line if asked; blank lines are skipped,
+    anything else is an error naming the line."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
@@ -238,10 +244,9 @@ def read_pairs(path: str | Path, lower: bool = False) -> list[tuple[str, str]]:
         raise RnnlabError(f"{path}: no such file (expected source<TAB>target lines)") from None
     except UnicodeDecodeError as err:
         raise RnnlabError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
     pairs = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for number, line in numbered[1:] if header else numbered:
         parts = line.split("\t")
         if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
             raise RnnlabError(f"{path}:{number}: expected source<TAB>target, got {line[:60]!r}")
@@ -277,8 +282,8 @@ class Pairs(PairsTask):
                 "config key data.path is not set: give a TSV of source<TAB>target lines, "
                 "e.g. --set data.path='examples/dates.tsv'"
             )
-        pairs = read_pairs(d.path, d.lower)
-        random.Random(self.cfg.train.seed).shuffle(pairs)
+        pairs = read_pairs(d.path, d.lower, d.header)
+        random.Random(d.split_seed).shuffle(pairs)
         n_val = max(1, round(len(pairs) * d.val_fraction))
         n_test = max(1, round(len(pairs) * d.test_fraction))
         parts = {
