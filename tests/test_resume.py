@@ -156,3 +156,53 @@ def test_a_checkpoint_holds_the_state_of_its_snapshot_not_of_later_steps(tmp_pat
         assert torch.equal(value, then[key])
         assert not torch.equal(value, model.state_dict()[key])
     assert torch.equal(restored_optimizer.state[restored.weight]["momentum_buffer"], momentum)
+
+
+def test_a_tensor_learning_rate_and_its_schedule_resume_in_the_same_tensor(tmp_path):
+    # Under CUDA graphs the rate is a tensor the graphs read: a checkpoint stores its number, and
+    # resuming fills the live tensor (the graphs keep reading it) and the schedule's step count.
+    import torch
+    from torch import nn
+
+    from rnnlab import checkpoint
+    from rnnlab.config import TrainConfig
+    from rnnlab.train import TensorCosine, build_optimizer, build_schedule
+
+    cfg = TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, schedule="cosine")
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    model = nn.Linear(3, 2)
+    optimizer = build_optimizer(model.parameters(), cfg, lr_on=torch.device("cpu"))
+    schedule = build_schedule(optimizer, cfg, steps=10)
+    assert isinstance(schedule, TensorCosine)
+    for _ in range(4):
+        optimizer.zero_grad()
+        model(torch.randn(4, 3)).square().sum().backward()
+        optimizer.step()
+        schedule.step()
+    kept = optimizer.param_groups[0]["lr"].item()
+    state = checkpoint.snapshot(
+        model=model, optimizer=optimizer, schedule=schedule, scaler=scaler,
+        progress={}, best=None, carry=None,
+    )  # fmt: skip
+    checkpoint.write(tmp_path / "last", state)
+
+    fresh = build_optimizer(model.parameters(), cfg, lr_on=torch.device("cpu"))
+    rate = fresh.param_groups[0]["lr"]
+    again = build_schedule(fresh, cfg, steps=10)
+    checkpoint.load(
+        tmp_path / "last", model=model, optimizer=fresh, schedule=again, scaler=scaler,
+        device=torch.device("cpu"),
+    )  # fmt: skip
+    assert fresh.param_groups[0]["lr"] is rate and rate.item() == kept
+    assert again.last_epoch == 4
+    # A float-rate run (the CPU's) continues the tensor-rate checkpoint with the same rate.
+    plain = build_optimizer(model.parameters(), cfg)
+    cosine = build_schedule(plain, cfg, steps=10)
+    checkpoint.load(
+        tmp_path / "last", model=model, optimizer=plain, schedule=cosine, scaler=scaler,
+        device=torch.device("cpu"),
+    )  # fmt: skip
+    plain.step()  # no gradients: nothing moves, but the schedule may step after it
+    cosine.step()
+    again.step()
+    assert plain.param_groups[0]["lr"] == pytest.approx(rate.item(), rel=1e-6)

@@ -9,12 +9,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 from rich.console import Console
+from torch import nn
 
 from rnnlab import runtime
 from rnnlab.config import ModelConfig, TrainConfig, load_config, parse_override
 from rnnlab.errors import RnnlabError
 from rnnlab.models import ManyToOne
-from rnnlab.train import TensorBatches, Trainer, lower_is_better, missing_for
+from rnnlab.train import (
+    TensorBatches,
+    Trainer,
+    build_optimizer,
+    build_schedule,
+    lower_is_better,
+    missing_for,
+)
 
 
 def _problem(n=256, steps=5, seed=0):
@@ -202,3 +210,29 @@ def test_length_buckets_cover_every_example_once_with_little_padding():
     padded = sum(b["x"].numel() for b in batches)
     assert padded < 1.2 * int(lengths.sum())
     assert [b["i"].tolist() for b in batches] != [b["i"].tolist() for b in buckets.epoch(1)]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
+def test_a_tensor_rate_follows_the_cosine_schedule_and_trains_the_same(optimizer):
+    # What CUDA graphs with a schedule use (a rate the graph reads from a tensor), on the CPU:
+    # the same rates as CosineAnnealingLR, and the same weights after training.
+    cfg = TrainConfig(optimizer=optimizer, lr=0.05, momentum=0.9, schedule="cosine")
+    weights, rates = [], []
+    for lr_on in (None, torch.device("cpu")):
+        torch.manual_seed(0)
+        model = nn.Linear(3, 2)
+        opt = build_optimizer(model.parameters(), cfg, lr_on=lr_on)
+        schedule = build_schedule(opt, cfg, steps=20)
+        seen = []
+        for _ in range(20):
+            opt.zero_grad()
+            model(torch.randn(8, 3)).square().mean().backward()
+            opt.step()
+            schedule.step()
+            seen.append(float(opt.param_groups[0]["lr"]))
+        weights.append(model.weight.detach())
+        rates.append(seen)
+    assert isinstance(opt.param_groups[0]["lr"], torch.Tensor)
+    assert rates[1] == pytest.approx(rates[0], abs=1e-7)
+    assert rates[1][-1] == pytest.approx(0.0, abs=1e-7) and rates[1][9] == pytest.approx(0.025)
+    torch.testing.assert_close(weights[1], weights[0], rtol=1e-5, atol=1e-6)

@@ -38,7 +38,12 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tens
                 tensors[f"optim.{index}.{key}"] = value
             else:
                 scalars[f"{index}.{key}"] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+    # A learning rate kept as a tensor (for CUDA graphs) is saved as its number.
+    groups = [
+        {k: v.item() if isinstance(v, Tensor) else v for k, v in group.items()}
+        for group in state["param_groups"]
+    ]
+    return tensors, {"param_groups": groups, "scalars": scalars}
 
 
 def _unflatten_optimizer(tensors: dict[str, Tensor], meta: dict) -> dict:
@@ -169,7 +174,14 @@ def load(
     if set(weights) != set(expected) or any(weights[k].shape != expected[k].shape for k in weights):
         raise RnnlabError(f"{directory}: the checkpoint is for another model architecture")
     model.load_state_dict(weights)
+    live = [
+        {k: v for k, v in group.items() if isinstance(v, Tensor)}
+        for group in optimizer.param_groups
+    ]
     optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+    for group, kept in zip(optimizer.param_groups, live, strict=True):
+        for key, tensor in kept.items():  # the same tensors (a graph reads them), new values
+            group[key] = tensor.fill_(group[key])
     if schedule is not None and meta["schedule"] is not None:
         schedule.load_state_dict(meta["schedule"])
     scaler.load_state_dict(meta["scaler"])

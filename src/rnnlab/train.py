@@ -209,25 +209,28 @@ def detach_state(state: Any) -> Any:
 
 
 def build_optimizer(
-    params: Any, cfg: TrainConfig, capturable: bool = False
+    params: Any, cfg: TrainConfig, capturable: bool = False, lr_on: torch.device | None = None
 ) -> torch.optim.Optimizer:
     """adam / adamw / sgd (+momentum) / rmsprop; rmsprop uses Keras's rho = 0.9 like the lab.
 
     Adam, AdamW and SGD use PyTorch's fused kernels (one kernel for all parameters, about 13 %
     off a small model's step on the CPU) where this PyTorch has them. ``capturable`` keeps the
     step counts of Adam, AdamW and RMSprop on the GPU, so a CUDA graph can record the update.
+    ``lr_on``: the learning rate as a tensor on that device, which a CUDA graph reads at every
+    replay (a Python float would be frozen into the graph), so a schedule can change it.
     """
     params = list(params)
     decay = cfg.weight_decay
     extra = {"capturable": True} if capturable else {}
+    lr: float | Tensor = cfg.lr if lr_on is None else torch.tensor(cfg.lr, device=lr_on)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(
-            params, lr=cfg.lr, alpha=0.9, momentum=cfg.momentum, weight_decay=decay, **extra
+            params, lr=lr, alpha=0.9, momentum=cfg.momentum, weight_decay=decay, **extra
         )
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[
         cfg.optimizer
     ]
-    kwargs = {"lr": cfg.lr, "weight_decay": decay}
+    kwargs = {"lr": lr, "weight_decay": decay}
     if cfg.optimizer == "sgd":
         kwargs["momentum"] = cfg.momentum
     else:
@@ -238,11 +241,44 @@ def build_optimizer(
         return cls(params, **kwargs)
 
 
+class TensorCosine:
+    """Cosine annealing to 0 over ``steps`` steps for tensor learning rates, without a host sync.
+
+    :class:`torch.optim.lr_scheduler.CosineAnnealingLR` computes each rate from the last one,
+    which it would read back from the GPU every step; this computes it from the step count
+    (the closed form, the same rates) and fills the tensor in place, where a graph reads it.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, steps: int) -> None:
+        self.groups = optimizer.param_groups
+        self.base = [float(group["lr"]) for group in self.groups]
+        self.steps, self.last_epoch = max(steps, 1), 0
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        self._fill()
+
+    def _fill(self) -> None:
+        share = (1 + math.cos(math.pi * self.last_epoch / self.steps)) / 2
+        for group, base in zip(self.groups, self.base, strict=True):
+            group["lr"].fill_(base * share)
+
+    def state_dict(self) -> dict[str, Any]:
+        """CosineAnnealingLR's keys: either can continue the other's checkpoint."""
+        return {"last_epoch": self.last_epoch, "base_lrs": self.base}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.last_epoch, self.base = state["last_epoch"], [float(b) for b in state["base_lrs"]]
+        self._fill()
+
+
 def build_schedule(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps: int
-) -> torch.optim.lr_scheduler.LRScheduler | None:
+) -> torch.optim.lr_scheduler.LRScheduler | TensorCosine | None:
     """A per-step learning-rate schedule over ``steps`` optimizer steps, or None if constant."""
     if cfg.schedule == "cosine":
+        if isinstance(optimizer.param_groups[0]["lr"], Tensor):
+            return TensorCosine(optimizer, steps)
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
@@ -320,7 +356,12 @@ class Trainer:
                 f"[yellow]warning:[/] train.precision={cfg.precision!r}: {missing}; training in fp32"
             )
         self.params = list(model.parameters())
-        self.optimizer = build_optimizer(self.params, cfg, capturable=device.type == "cuda")
+        on_gpu = device.type == "cuda"
+        # A cosine schedule under CUDA graphs changes the rate in a tensor the graphs read.
+        tensor_lr = on_gpu and cfg.cuda_graphs and cfg.schedule == "cosine"
+        self.optimizer = build_optimizer(
+            self.params, cfg, capturable=on_gpu, lr_on=device if tensor_lr else None
+        )
         # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and does not.
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self.schedule = None
@@ -344,13 +385,15 @@ class Trainer:
         self, batch: Batch, carry: Any, stateful: bool, epoch: int, step: int, share: float = 1.0
     ) -> tuple[Tensor, Any]:
         if self.graphs is not None:
-            return self.graphs(batch), None
-        # Checked before the update, so the weights (and the last checkpoint) stay good. On the CPU
-        # the check costs nothing; on a GPU it would sync every step, so there the epoch's loss
-        # is checked at its end instead. fp16's loss scaler handles infinite gradients itself.
-        loss, carry = self._update(
-            batch, carry, share, check_at=(epoch, step) if self.device.type == "cpu" else None
-        )
+            loss, carry = self.graphs(batch), None
+        else:
+            # Checked before the update, so the weights (and the last checkpoint) stay good. On
+            # the CPU the check costs nothing; on a GPU it would sync every step, so there the
+            # epoch's loss is checked at its end instead. fp16's loss scaler handles infinite
+            # gradients itself.
+            loss, carry = self._update(
+                batch, carry, share, check_at=(epoch, step) if self.device.type == "cpu" else None
+            )
         if self.schedule is not None:
             self.schedule.step()
         return loss, detach_state(carry) if stateful else None
@@ -398,15 +441,16 @@ class Trainer:
     def _graphable(self, train: Batches) -> bool:
         """Whether CUDA graphs can record this run's steps (``train.cuda_graphs``, on a GPU).
 
-        Not for: stateful sources (the carried state changes the graph's inputs), learning-rate
-        schedules (a graph would freeze the rate), fp16 (its loss scaler reads the gradients on
-        the host) and several processes (DDP's hooks).
+        Not for: stateful sources (the carried state changes the graph's inputs), the one-cycle
+        schedule (it also cycles the momentum, which a graph would freeze; a cosine schedule
+        changes the rate in a tensor the graph reads), fp16 (its loss scaler reads the gradients
+        on the host) and several processes (DDP's hooks).
         """
         return (
             self.cfg.cuda_graphs
             and self.device.type == "cuda"
             and not train.stateful
-            and self.cfg.schedule == "constant"
+            and self.cfg.schedule != "onecycle"
             and self.precision != "fp16"
             and self.world.size == 1
         )
