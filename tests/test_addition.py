@@ -153,3 +153,14 @@ def test_pairs_split_does_not_follow_the_training_seed(tmp_path):
     )  # fmt: skip
     assert torch.equal(same, other_seed)
     assert not torch.equal(same, other_split)
+
+
+def test_validation_examples_show_brackets_as_text_and_an_empty_answer_as_nothing(tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"[red]{i}\t[b]{i % 7}\n" for i in range(40)))
+    console = Console(file=io.StringIO(), width=100)
+    sets = [f"data.path='{pairs}'", "train.epochs=1", "model.hidden=8", "train.threads=1"]
+    run(Pairs, Pairs.config(None, sets), tmp_path / "r", "cpu", console=console)
+    lines = [line for line in console.file.getvalue().splitlines() if line.startswith("Q ")]
+    assert lines and all("[red]" in line and "[b]" in line for line in lines)
+    assert all(line.rstrip().endswith(("(nothing)", "]", *"0123456")) for line in lines)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from rich.table import Table
+from rich.text import Text
 from torch import Tensor, nn
 
 from rnnlab import plots
@@ -179,7 +180,9 @@ class PairsTask(Task):
         for i, r in enumerate(rows):
             truth, guess = self.target_text(split["y"][r]), self.target_text(pred[i])
             mark = "[green]✓[/]" if guess == truth else "[red]✗[/]"
-            table.add_row("Q", self.source_text(split["x"][r]), "T", truth, mark, guess)
+            shown = Text(guess) if guess else Text("(nothing)", style="dim")
+            # Text, not markup: a user's pairs may hold brackets rich would read as styles.
+            table.add_row("Q", Text(self.source_text(split["x"][r])), "T", Text(truth), mark, shown)
         trainer.console.print(table)
 
     def report(self, run_dir: Path, model: nn.Module) -> dict[str, Any]:
