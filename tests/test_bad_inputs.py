@@ -367,3 +367,16 @@ def test_ctrl_c_outside_the_training_loop(capsys, tmp_path, shared_data, monkeyp
     code, _, err = rnnlab(capsys, *args)
     assert code == 130
     assert err.strip() == "error: interrupted"
+
+
+def test_brackets_in_texts_and_paths_are_printed_as_they_are(capsys, runs, tmp_path):
+    # rich reads "[bold]" as a style and "[/x]" as a bad closing tag (a traceback).
+    run = tmp_path / "[red]run"
+    shutil.copytree(runs["sentiment"], run)
+    text = "[bold]great[/] flight [/x]"
+    code, out, err = rnnlab(capsys, "predict", str(run), text)
+    assert code == 0, err
+    assert text in out
+    code, out, err = rnnlab(capsys, "run", "sentiment", "--resume", str(run))
+    assert code == 0, err
+    assert str(run) in out.replace("\n", "")

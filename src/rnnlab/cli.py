@@ -25,7 +25,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
+# Results name the user's paths and echo their texts: printed as they are, never read as markup.
+out = Console(markup=False)
 err = Console(stderr=True)
 
 DataDir = typer.Option(

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
 
@@ -353,7 +354,8 @@ class Trainer:
         self.precision = "fp32" if missing else cfg.precision  # what the steps run in
         if missing:
             self.console.print(
-                f"[yellow]warning:[/] train.precision={cfg.precision!r}: {missing}; training in fp32"
+                f"[yellow]warning:[/] train.precision={cfg.precision!r}: {escape(missing)}; "
+                "training in fp32"
             )
         self.params = list(model.parameters())
         on_gpu = device.type == "cuda"
@@ -434,7 +436,7 @@ class Trainer:
 
     def _graphs_failed(self, why: str) -> None:
         self.console.print(
-            f"[yellow]warning:[/] CUDA graphs switched off ({why}); training goes on without them; "
+            f"[yellow]warning:[/] CUDA graphs switched off ({escape(why)}); training goes on without them; "
             "--set train.cuda_graphs=false skips the attempt"
         )
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from torch import Tensor, nn
 
 import rnnlab
@@ -221,7 +222,7 @@ def _run(
         f"[bold]{cfg.task}[/]: {'resuming, ' if resume else ''}"
         f"{parameter_count(model):,} parameters on {target}"
         f"{f' x {world.size} processes' if world.size > 1 else ''}, "
-        f"{sizes['train']:,} training examples -> {run_dir}"
+        f"{sizes['train']:,} training examples -> {escape(str(run_dir))}"
     )
     trainer = Trainer(
         model,
