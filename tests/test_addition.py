@@ -164,3 +164,9 @@ def test_validation_examples_show_brackets_as_text_and_an_empty_answer_as_nothin
     lines = [line for line in console.file.getvalue().splitlines() if line.startswith("Q ")]
     assert lines and all("[red]" in line and "[b]" in line for line in lines)
     assert all(line.rstrip().endswith(("(nothing)", "]", *"0123456")) for line in lines)
+
+
+def test_predict_shows_an_empty_answer_as_nothing_and_floats_to_three_digits():
+    from rnnlab.cli import _cell
+
+    assert [_cell(v).plain for v in ("", "596", 0.98765, 3)] == ["(nothing)", "596", "0.988", "3"]

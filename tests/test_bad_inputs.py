@@ -241,6 +241,15 @@ def _cases(tmp_path: Path, shared_data: Path) -> dict[str, tuple[list[str], list
             [*AQ, "--data-dir", str(shared_data), "--out", str(full)],
             [str(full), "not empty", "--resume"],
         ),
+        "data dir a file": ([*AQ, "--data-dir", blocker], [blocker, "data directory is a file"]),
+        "csv a directory": (
+            [*AQ, "--set", f"data.path='{full}'"],
+            [str(full), "a directory", "expected a CSV"],
+        ),
+        "pairs a directory": (
+            ["run", "seq2seq", "--set", f"data.path='{full}'"],
+            [str(full), "a directory", "source<TAB>target"],
+        ),
     }
 
 
@@ -251,7 +260,8 @@ CASE_NAMES = [
     "lecture gru on fused", "val fraction", "missing csv", "ragged csv", "non-numeric ucr",
     "non-integer labels", "empty text", "truncated gzip", "no text column", "unknown site",
     "wrong digest", "out under a file", "nan lr", "huge seed", "too many digits", "not a text",
-    "nan in csv", "nan in ucr", "empty split", "long pair", "out not empty",
+    "nan in csv", "nan in ucr", "empty split", "long pair", "out not empty", "data dir a file",
+    "csv a directory", "pairs a directory",
 ]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from typer.exceptions import TyperException
 
 from rnnlab import __version__
@@ -215,8 +216,15 @@ def predict(
     for column in rows[0]:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()))
+        table.add_row(*map(_cell, row.values()))
     out.print(table)
+
+
+def _cell(value: object) -> Text:
+    """A table cell: floats to 3 digits, an empty answer shown as such (not a blank)."""
+    if value == "":
+        return Text("(nothing)", style="dim")
+    return Text(f"{value:.3f}" if isinstance(value, float) else str(value))
 
 
 @app.command()
@@ -243,7 +251,7 @@ def generate(
     task_cls = task_of(run_dir)
     if task_cls is not TextGeneration:
         raise RnnlabError(
-            f"{run_dir}: holds a {task_cls.name!r} model; generate needs a text-generation run"
+            f"{run_dir}: holds a model of task {task_cls.name!r}; generate needs a text-generation run"
         )
     task, model = restore(task_cls, run_dir, device)
     samples = task.samples(

@@ -1,8 +1,18 @@
 """The one exception type the CLI shows to users as a single line (no traceback)."""
 
+from pathlib import Path
+
 
 class RnnlabError(Exception):
     """Bad input from the user: a file, row, option or value, named, with what was expected.
 
     The message must be one line. The CLI prints ``error: <message>`` on stderr and exits with 2.
     """
+
+
+def check_file(path: Path, expected: str) -> None:
+    """Refuse a ``path`` that is not a file: missing, or a directory where a file belongs."""
+    if path.is_dir():
+        raise RnnlabError(f"{path}: a directory, expected {expected}")
+    if not path.is_file():
+        raise RnnlabError(f"{path}: no such file (expected {expected})")

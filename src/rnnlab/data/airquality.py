@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnlab.data.table import read_csv
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import RnnlabError, check_file
 
 SITES = ("GEltham", "GWesthorne", "BSladeGreen", "GWoolwich")
 
@@ -129,8 +129,7 @@ def load_air_quality(
     sites moves together, so their readings help forecast this one.
     """
     path = Path(path)
-    if not path.is_file():
-        raise RnnlabError(f"{path}: no such file (expected LondonAQ.npz, see `rnnlab data fetch`)")
+    check_file(path, "LondonAQ.npz, see `rnnlab data fetch`")
     sites = [site, *neighbours]
     try:
         with np.load(path) as npz:

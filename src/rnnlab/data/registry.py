@@ -255,5 +255,9 @@ def fetch(name: str, data_dir: str | Path | None = None) -> dict[str, Path]:
     """
     ds = dataset(name)
     directory = _resolve_dir(data_dir)
+    if directory.exists() and not directory.is_dir():
+        raise RnnlabError(
+            f"{directory}: the data directory is a file; point --data-dir or RNNLAB_DATA at a folder"
+        )
     paths = [fetch_file(f, directory) for f in ds.files]
     return {p.name: p for p in paths}

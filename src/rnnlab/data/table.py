@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import RnnlabError, check_file
 
 
 def read_csv(path: Path, expected: str) -> list[tuple[int, list[str]]]:
@@ -13,8 +13,7 @@ def read_csv(path: Path, expected: str) -> list[tuple[int, list[str]]]:
 
     ``expected`` describes the file for the messages (e.g. "a CSV of numeric columns").
     """
-    if not path.is_file():
-        raise RnnlabError(f"{path}: no such file (expected {expected})")
+    check_file(path, expected)
     try:
         with open(
             path, newline="", encoding="utf-8-sig"

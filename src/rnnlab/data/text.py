@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import RnnlabError, check_file
 
 
 @dataclass
@@ -65,8 +65,7 @@ class Corpus:
 def read_text(path: str | Path) -> str:
     """A UTF-8 text file, plain or gzip (``.gz``), without byte-order marks."""
     path = Path(path)
-    if not path.is_file():
-        raise RnnlabError(f"{path}: no such file (expected a text file, plain or .gz)")
+    check_file(path, "a text file, plain or .gz")
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rt", encoding="utf-8") as f:

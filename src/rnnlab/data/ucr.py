@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import RnnlabError, check_file
 
 
 @dataclass
@@ -49,8 +49,7 @@ def _bad_field(path: Path, delimiter: str) -> RnnlabError | None:
 def read_ucr(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """One UCR file: labels (N,) int64 as written, series (N, T) float64."""
     path = Path(path)
-    if not path.is_file():
-        raise RnnlabError(f"{path}: no such file (expected a UCR _TRAIN/_TEST file)")
+    check_file(path, "a UCR _TRAIN/_TEST file")
     with open(path, encoding="utf-8", errors="replace") as f:
         first = f.readline()
     if not first.strip():

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from rnnlab import plots
 from rnnlab.config import ModelConfig, TrainConfig, check_at_least, check_probability
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import RnnlabError, check_file
 from rnnlab.seq2seq import Seq2Seq
 from rnnlab.tasks.base import Task
 from rnnlab.train import Batch, Callback, Trainer
@@ -241,10 +241,9 @@ def read_pairs(
     """``source<TAB>target`` lines after a ``header`` line if asked; blank lines are skipped,
     anything else is an error naming the line."""
     path = Path(path)
+    check_file(path, "source<TAB>target lines")
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise RnnlabError(f"{path}: no such file (expected source<TAB>target lines)") from None
     except UnicodeDecodeError as err:
         raise RnnlabError(f"{path}: not UTF-8 text (byte {err.start})") from None
     numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
