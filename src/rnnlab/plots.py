@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed, safe on servers and in CI
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from rnnlab.rundir import atomic_path
 
@@ -20,25 +21,35 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def learning_curves(history: list[dict[str, float]], path: Path, title: str = "") -> None:
-    """Training loss and every validation metric per epoch, one panel each."""
+def learning_curves(
+    history: list[dict[str, float]], path: Path, title: str = "", best_epoch: int | None = None
+) -> None:
+    """Training loss and every validation metric per epoch, one panel each; ``best_epoch`` (the
+    weights the run kept) is marked on every panel."""
     epochs = [row["epoch"] for row in history]
-    keys = [k for k in history[0] if k.startswith("val_")]
+    keys = [k for k in history[0] if k.startswith("val_") and k != "val_loss"]
     fig, axes = plt.subplots(1, 1 + len(keys), figsize=(4.2 * (1 + len(keys)), 3.4), squeeze=False)
     axes[0, 0].plot(epochs, [row["train_loss"] for row in history], marker=".", label="train")
-    if "val_loss" in keys:
+    if "val_loss" in history[0]:
         axes[0, 0].plot(epochs, [row["val_loss"] for row in history], marker=".", label="val")
-        keys.remove("val_loss")
-    axes[0, 0].set(title="loss", xlabel="epoch")
-    axes[0, 0].legend()
-    for ax, key in zip(axes[0, 1:], keys, strict=False):
+    axes[0, 0].set(title="loss")
+    for ax, key in zip(axes[0, 1:], keys, strict=True):
         ax.plot(epochs, [row[key] for row in history], marker=".", color="tab:green")
-        ax.set(title=key, xlabel="epoch")
-    for ax in axes[0, 1 + len(keys) :]:
-        ax.remove()
+        ax.set(title=key)
     for ax in axes[0]:
+        if best_epoch:
+            ax.axvline(
+                best_epoch, color="tab:gray", ls="--", lw=0.8, label=f"kept: epoch {best_epoch}"
+            )
+        # Whole epochs only (a short run's axis would read 0.96 … 1.04).
+        if len(epochs) <= 10:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xlabel="epoch")
         ax.grid(alpha=0.3)
-    fig.suptitle(title)
+    axes[0, 0].legend()
+    fig.suptitle(title, y=1.03)  # above the panels' own titles
     _save(fig, path)
 
 
@@ -128,7 +139,7 @@ def compare_curves(
         ax.set(title=key, xlabel="epoch")
         ax.grid(alpha=0.3)
     axes[0, 0].legend()
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.03)  # above the panels' own titles
     _save(fig, path)
 
 

@@ -264,7 +264,9 @@ def _run(
         )
         save_model(run_dir, model, {"task": cfg.task, **task.meta})
         write_json(run_dir / "metrics.json", metrics)
-        plots.learning_curves(result.history, run_dir / "learning_curves.png", title=cfg.task)
+        plots.learning_curves(
+            result.history, run_dir / "learning_curves.png", cfg.task, result.best_epoch
+        )
     return run_dir
 
 
