@@ -49,6 +49,13 @@ class AdditionSettings:
         if self.digits > 18:  # the sum of two 18-digit numbers still fits in an int64
             raise RnnlabError(f"config key data.digits must be <= 18, got {self.digits}")
         check_share("data.val_fraction", self.val_fraction)
+        pairs = 10**self.digits * (10**self.digits + 1) // 2  # unordered: 12+7 is 7+12
+        if self.examples + self.test_examples > pairs:
+            raise RnnlabError(
+                f"config keys data.examples ({self.examples}) + data.test_examples "
+                f"({self.test_examples}) ask for more distinct questions than the {pairs:,} pairs "
+                f"of numbers with at most data.digits = {self.digits} digits; ask for fewer"
+            )
 
 
 class Addition(PairsTask):
