@@ -379,8 +379,9 @@ def test_ctrl_c_outside_the_training_loop(capsys, tmp_path, shared_data, monkeyp
     assert err.strip() == "error: interrupted"
 
 
-def test_brackets_in_texts_and_paths_are_printed_as_they_are(capsys, runs, tmp_path):
+def test_brackets_in_texts_and_paths_are_printed_as_they_are(capsys, runs, tmp_path, monkeypatch):
     # rich reads "[bold]" as a style and "[/x]" as a bad closing tag (a traceback).
+    monkeypatch.setenv("COLUMNS", "500")  # no path folded across lines
     run = tmp_path / "[red]run"
     shutil.copytree(runs["sentiment"], run)
     text = "[bold]great[/] flight [/x]"
@@ -390,3 +391,6 @@ def test_brackets_in_texts_and_paths_are_printed_as_they_are(capsys, runs, tmp_p
     code, out, err = rnnlab(capsys, "run", "sentiment", "--resume", str(run))
     assert code == 0, err
     assert str(run) in out.replace("\n", "")
+    code, out, err = rnnlab(capsys, "data", "list", "--data-dir", str(run))
+    assert code == 0, err
+    assert "[red]run" in out

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -163,7 +164,7 @@ def run_series(
     with progress:
         bar = progress.add_task("", total=sum(p.cfg.train.epochs for p in planned), info="")
         for i, (plan, resume) in enumerate(zip(planned, states, strict=True)):
-            progress.update(bar, description=f"run {i + 1}/{len(planned)} {plan.label}")
+            progress.update(bar, description=escape(f"run {i + 1}/{len(planned)} {plan.label}"))
             if resume is not None:
                 advance = _advancer(progress, bar, done, plan.cfg)
                 run(
@@ -185,7 +186,8 @@ def run_series(
             progress.console.print(
                 f"{plan.label}: {_monitored(plan.cfg, metrics)}, "
                 f"{metrics['train_seconds']:.1f} s of training -> {plan.out}"
-                + (" (finished before)" if resume is None else "")
+                + (" (finished before)" if resume is None else ""),
+                markup=False,  # a folder's name is printed as it is
             )
             run_dirs.append(plan.out)
     return run_dirs

@@ -42,7 +42,7 @@ def list_datasets(data_dir: Path | None = DataDir) -> None:
         present = "yes" if found == len(local) else "no" if found == 0 else f"{found}/{len(local)}"
         files = "\n".join(p.name if p else f.name for p, f in zip(local, ds.files, strict=True))
         table.add_row(ds.name, ds.task, files, _size(known), present)
-    Console().print(table)
+    Console(markup=False).print(table)  # the title names a folder: printed as it is
 
 
 @data_app.command("fetch")
