@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import sys
 import xml.etree.ElementTree as ET
@@ -146,3 +147,28 @@ def test_lab_resume_keeps_finished_tasks_and_runs_the_rest(capsys, lab_dir, shar
 def test_lab_resume_takes_the_report_as_planned(capsys, tmp_path):
     code, _, err = rnnlab(capsys, "lab", "--resume", str(tmp_path), "--quick")
     assert_one_line_error(code, err, "--resume", "drop --quick")
+
+
+def test_the_terminal_table_fits_80_columns_and_keeps_every_figure(lab_dir):
+    from rich.console import Console
+    from rich.table import Table
+
+    from rnnlab.report import Report, Result
+
+    results = [
+        Result(task, lab_dir / task, json.loads((lab_dir / task / "metrics.json").read_text()))
+        for task in KERAS
+    ]
+    report = Report(results, "quick")
+    table = Table(header_style="bold")
+    for column in report.brief_columns:
+        table.add_column(column, no_wrap=True)
+    for row in report.brief_rows():
+        table.add_row(*row)
+    console = Console(width=80, file=io.StringIO())
+    console.print(table)
+    text = console.file.getvalue()
+    assert "…" not in text  # nothing cut
+    for row, full in zip(report.brief_rows(), report.rows(), strict=True):
+        assert row[0] == full[0] and row[2] == full[2]  # the task and rnnlab's figure, as in full
+        assert all(cell in text for cell in row)

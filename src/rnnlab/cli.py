@@ -478,10 +478,10 @@ def lab(
     else:
         folder, report = run_lab(out_dir, quick, set_, device, data_dir, quiet)
     if not quiet:
-        table = Table(title="the lab's five tasks", header_style="bold")
-        for column in report.columns:
-            table.add_column(column)
-        for row in report.rows():
+        table = Table(title="the lab's five tasks (in full: report.md)", header_style="bold")
+        for column in report.brief_columns:
+            table.add_column(column, no_wrap=True)
+        for row in report.brief_rows():
             table.add_row(*row)
         out.print(table)
     out.print(f"report: {folder / 'report.html'} (and report.md)")

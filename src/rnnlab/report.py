@@ -69,6 +69,14 @@ KERAS = {
     ),
 }  # fmt: skip
 
+# The metrics' names in the terminal's table (report.md and report.html give them in full).
+BRIEF = {
+    "test_r2": "R²",
+    "test_accuracy": "accuracy",
+    "val_bpc": "bits/char ↓",
+    "test_exact_match": "exact match",
+}
+
 # ``--quick``: the lab's settings with fewer epochs, a few minutes for all five on a 2-core CPU.
 QUICK = {
     "air-quality": ("train.epochs=10",),
@@ -205,6 +213,25 @@ class Report:
                     f"{m['train_seconds']:.1f} s ({m['epochs']} epoch"
                     f"{'' if m['epochs'] == 1 else 's'}, {per_epoch:.2f} s/epoch)",
                     ref.keras_time,
+                ]
+            )
+        return rows
+
+    brief_columns = ("task", "metric", "rnnlab", "baseline", "Keras", "s (Keras s)")
+
+    def brief_rows(self) -> list[list[str]]:
+        """The same figures without their notes, narrow enough for an 80-column terminal."""
+        rows = []
+        for r in self.results:
+            ref, m = KERAS[r.task], r.metrics
+            rows.append(
+                [
+                    r.task,
+                    BRIEF.get(ref.metric, ref.label),
+                    _number(m.get(ref.metric, "—")),
+                    _number(m.get(ref.baseline, "—")),
+                    f"{ref.keras:.4g}",
+                    f"{m['train_seconds']:.1f} ({ref.keras_seconds:.4g})",
                 ]
             )
         return rows
