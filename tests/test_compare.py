@@ -40,6 +40,8 @@ def test_compare_writes_one_row_per_run_and_a_summary_per_cell(capsys, shared_da
     table = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if "±" in line}
     assert {"test_r2", "test_mse", "train_seconds"} <= set(table)
     assert table["test_r2"].count("±") == 3
+    # What every seed shares is shown once, without "± 0".
+    assert "| epochs | 1 | 1 | 1 |  |" in md
     assert "rnnlab compare air-quality --cells rnn,lstm,gru --seeds 2" in md
     assert "test_r2" in stdout and "ensemble test_r2" in stdout
     # Each cell's two seeds averaged into one model: the squared error of a mean prediction is

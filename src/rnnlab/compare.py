@@ -368,7 +368,11 @@ def summarise(cells: Sequence[str], rows: list[dict[str, Any]]) -> dict[str, dic
         for cell in cells:
             values = [float(r[key]) for r in rows if r["cell"] == cell and key in r]
             mean, std = mean_std(values)
-            table[key][cell] = f"{_number(mean, 4)} ± {_number(std, 2)}"
+            # A value every seed shares (epochs, parameters, a baseline) needs no "± 0".
+            same = len(set(values)) == 1 and len(values) > 1
+            table[key][cell] = (
+                _number(mean, 4) if same else f"{_number(mean, 4)} ± {_number(std, 2)}"
+            )
     return table
 
 
