@@ -355,7 +355,8 @@ def _number(x: float, digits: int) -> str:
 
 
 def summarise(cells: Sequence[str], rows: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
-    """``{metric: {cell: "mean ± std"}}`` over every numeric key of the runs' ``metrics.json``."""
+    """``{metric: {cell: "mean ± std"}}`` over every numeric key of the runs' ``metrics.json``
+    (the value alone where every run has the same)."""
     skip = {"seed"}
     keys = [
         k
@@ -368,8 +369,9 @@ def summarise(cells: Sequence[str], rows: list[dict[str, Any]]) -> dict[str, dic
         for cell in cells:
             values = [float(r[key]) for r in rows if r["cell"] == cell and key in r]
             mean, std = mean_std(values)
-            # A value every seed shares (epochs, parameters, a baseline) needs no "± 0".
-            same = len(set(values)) == 1 and len(values) > 1
+            # A value every seed shares (epochs, parameters, a baseline), or a single seed's,
+            # has no spread to show: no "± 0".
+            same = len(set(values)) == 1
             table[key][cell] = (
                 _number(mean, 4) if same else f"{_number(mean, 4)} ± {_number(std, 2)}"
             )
