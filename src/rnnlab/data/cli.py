@@ -33,7 +33,8 @@ def list_datasets(data_dir: Path | None = DataDir) -> None:
     directory = registry.data_dir(data_dir)
     table = Table(title=f"datasets in {directory}")
     for column in ("name", "task", "files", "size", "present"):
-        table.add_column(column)
+        # A file's name folds onto a second line rather than losing its end (_TRAIN, _TEST).
+        table.add_column(column, overflow="fold" if column == "files" else "ellipsis")
     for ds in registry.DATASETS.values():
         local = [registry.local_file(f, directory) for f in ds.files]
         sizes = [p.stat().st_size if p else f.size for p, f in zip(local, ds.files, strict=True)]
