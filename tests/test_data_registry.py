@@ -105,7 +105,8 @@ def test_unknown_dataset_suggests_the_closest_name():
 def test_missing_file_without_network_is_one_line_error(tmp_path, offline):
     with pytest.raises(RnnlabError) as e:
         registry.fetch("london-aq", tmp_path)
-    one_line_error(e, "LondonAQ.npz")
+    message = one_line_error(e, "LondonAQ.npz")
+    assert "cannot connect" in message and "--data-dir or RNNLAB_DATA" in message
     assert list(tmp_path.iterdir()) == []
 
 

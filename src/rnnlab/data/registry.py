@@ -149,7 +149,10 @@ def _reason(err: Exception, file: DataFile) -> str:
     if isinstance(err, requests.exceptions.ChunkedEncodingError):
         return "the connection closed before the whole file arrived"
     if isinstance(err, requests.ConnectionError):
-        return "cannot connect (no network?)"
+        return (
+            "cannot connect (no network?); a copy you have can be used in place: "
+            "--data-dir or RNNLAB_DATA names its folder"
+        )
     if isinstance(err, ValueError) and file.sha256:  # pooch found another digest
         return f"the downloaded file's sha256 is not the expected {file.sha256[:12]}…"
     return " ".join(str(err).split())
