@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -397,19 +398,21 @@ def diagnose_gradients(
         title=f"adding problem, T = {length}; ratio = ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖; "
         f"the mean's MSE {rows[0]['baseline_mse']:.3f}",
         header_style="bold",
+        box=box.SIMPLE_HEAD,  # no vertical rules: the seven columns fit 80 characters
     )
     columns = {
         "model": "model",
-        "grad_ratio_init": "ratio init",
-        "grad_ratio_trained": "ratio trained",
-        "mse_trained": "MSE trained",
-        "max_grad_norm": "max grad norm",
-        "max_applied_norm": "max applied",
-        "train_seconds": "seconds",
+        "grad_ratio_init": "ratio\ninit",
+        "grad_ratio_trained": "ratio\ntrained",
+        "mse_trained": "MSE\ntrained",
+        "max_grad_norm": "max grad\nnorm",
+        "max_applied_norm": "max\napplied",
+        "train_seconds": "s",
     }
-    table.add_column("model", overflow="fold")  # wrapped, never cut: the names tell models apart
+    # Wrapped, never cut: the names tell models apart.
+    table.add_column("model", overflow="fold", min_width=14)
     for title in list(columns.values())[1:]:
-        table.add_column(title, justify="right")
+        table.add_column(title, justify="right", no_wrap=True)  # a number is never cut
     for row in rows:
         table.add_row(
             *(f"{row[k]:.3g}" if isinstance(row[k], float) else str(row[k]) for k in columns)
