@@ -80,7 +80,7 @@ def test_eval_of_two_runs_scores_each_and_their_averaged_probabilities(
         "--json", str(report),
     )  # fmt: skip
     assert code == 0, err
-    assert "ensemble of 2" in stdout
+    assert "2 runs and their ensemble" in stdout
     result = json.loads(report.read_text())
     for run_dir in ed_runs[:2]:
         saved = json.loads((run_dir / "metrics.json").read_text())
@@ -98,7 +98,7 @@ def test_eval_of_two_runs_scores_each_and_their_averaged_probabilities(
     vote = (probabilities[0] + probabilities[1]).argmax(-1)
     accuracy = (vote == task.splits["test"]["y"]).double().mean().item()
     assert result["ensemble"]["test_accuracy"] == pytest.approx(accuracy)
-    assert f"{accuracy:.4f}" in stdout
+    assert f"{accuracy:.4g}" in stdout
 
 
 def test_runs_tested_on_other_data_are_refused(capsys, shared_data, ed_runs):
@@ -142,3 +142,18 @@ def test_a_run_named_twice_is_refused(capsys, ed_runs):
     """`eval RUN RUN/` would average a run with itself and call it an ensemble of two."""
     code, _, err = rnnlab(capsys, "eval", str(ed_runs[0]), f"{ed_runs[0]}/../{ed_runs[0].name}")
     assert_one_line_error(code, err, "ensemble", "same run", str(ed_runs[0]))
+
+
+def test_runs_too_many_for_the_terminal_are_numbered_and_listed(
+    capsys, shared_data, ed_runs, monkeypatch
+):
+    from rich.console import Console
+
+    from rnnlab import cli
+
+    monkeypatch.setattr(cli, "out", Console(width=40, markup=False))
+    args = ["eval", str(ed_runs[0]), str(ed_runs[1]), "--data-dir", str(shared_data)]
+    code, stdout, err = rnnlab(capsys, *args)
+    assert code == 0, err
+    assert "…" not in stdout  # nothing cut: numbers whole, metric names folded
+    assert f"#1: {ed_runs[0]}" in stdout and f"#2: {ed_runs[1]}" in stdout

@@ -188,15 +188,28 @@ def eval_(
         result: dict = metrics
     else:
         members, ensemble = evaluate_ensemble(run_dirs, device, data_dir)
-        table = Table(title="test metrics", show_header=True, header_style="bold")
-        table.add_column("metric")
+        table = Table(
+            title=f"test metrics of {len(run_dirs)} runs and their ensemble",
+            header_style="bold",
+            box=None,  # no rules: room for more runs in 80 columns
+        )
+        table.add_column("metric", overflow="fold")
         names = [d.name for d in run_dirs]  # the folders' own names, when they tell them apart
-        for name in names if len(set(names)) == len(names) else map(str, run_dirs):
-            table.add_column(name, justify="right")
-        table.add_column(f"ensemble of {len(run_dirs)}", justify="right", style="bold")
-        for key in ensemble:
-            table.add_row(key, *(f"{m[key]:.4f}" for m in [*members, ensemble]))
+        names = names if len(set(names)) == len(names) else list(map(str, run_dirs))
+        rows = {key: [f"{m[key]:.4g}" for m in [*members, ensemble]] for key in ensemble}
+        digits = max(len(v) for values in rows.values() for v in values)
+        # Too wide for the terminal with every name in the header: number the runs, list them below.
+        width = max(map(len, rows)) + sum(max(len(n), digits) + 2 for n in names) + digits + 12
+        numbered = width > out.width
+        for k, name in enumerate(names, 1):
+            header = f"#{k}" if numbered else name
+            table.add_column(header, justify="right", no_wrap=True, min_width=digits)
+        table.add_column("ensemble", justify="right", style="bold", no_wrap=True)
+        for key, values in rows.items():
+            table.add_row(key, *values)
         out.print(table)
+        if numbered:
+            out.print("\n".join(f"#{k}: {d}" for k, d in enumerate(run_dirs, 1)), soft_wrap=True)
         result = {"runs": dict(zip(map(str, run_dirs), members, strict=True)), "ensemble": ensemble}
     if json_out is not None:
         write_json(json_out, result)
