@@ -163,12 +163,12 @@ def test_the_terminal_table_fits_80_columns_and_keeps_every_figure(lab_dir):
     table = Table(header_style="bold")
     for column in report.brief_columns:
         table.add_column(column, no_wrap=True)
-    for row in report.brief_rows():
+    for row in report.rows(brief=True):
         table.add_row(*row)
     console = Console(width=80, file=io.StringIO())
     console.print(table)
     text = console.file.getvalue()
     assert "…" not in text  # nothing cut
-    for row, full in zip(report.brief_rows(), report.rows(), strict=True):
+    for row, full in zip(report.rows(brief=True), report.rows(), strict=True):
         assert row[0] == full[0] and row[2] == full[2]  # the task and rnnlab's figure, as in full
         assert all(cell in text for cell in row)

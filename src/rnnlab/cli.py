@@ -199,8 +199,8 @@ def eval_(
         rows = {key: [f"{m[key]:.4g}" for m in [*members, ensemble]] for key in ensemble}
         digits = max(len(v) for values in rows.values() for v in values)
         # Too wide for the terminal with every name in the header: number the runs, list them below.
-        width = max(map(len, rows)) + sum(max(len(n), digits) + 2 for n in names) + digits + 12
-        numbered = width > out.width
+        widths = [max(map(len, rows)), *(max(len(n), digits) for n in names), len("ensemble")]
+        numbered = sum(widths) + 2 * len(widths) > out.width  # each column padded by 1 a side
         for k, name in enumerate(names, 1):
             header = f"#{k}" if numbered else name
             table.add_column(header, justify="right", no_wrap=True, min_width=digits)
@@ -497,7 +497,7 @@ def lab(
         table = Table(title="the lab's five tasks (in full: report.md)", header_style="bold")
         for column in report.brief_columns:
             table.add_column(column, no_wrap=True)
-        for row in report.brief_rows():
+        for row in report.rows(brief=True):
             table.add_row(*row)
         out.print(table)
     out.print(f"report: {folder / 'report.html'} (and report.md)")

@@ -183,6 +183,7 @@ class Report:
     """The report's content, written as Markdown (images linked) or HTML (images inlined)."""
 
     columns = ("task", "metric", "rnnlab", "baseline", "Keras (lab)", "rnnlab time", "Keras time")
+    brief_columns = ("task", "metric", "rnnlab", "baseline", "Keras", "s (Keras s)")
 
     def __init__(self, results: list[Result], setting: str) -> None:
         self.results, self.setting = results, setting
@@ -196,42 +197,40 @@ class Report:
             "(`train_seconds`), evaluation and plots aside.",
         ]
 
-    def rows(self) -> list[list[str]]:
-        """One row per task: the metric beside its baseline and Keras's figure, then the times."""
+    def rows(self, brief: bool = False) -> list[list[str]]:
+        """One row per task: the metric beside its baseline and Keras's figure, then the times.
+
+        ``brief``: the same figures without their notes (``brief_columns``), narrow enough for an
+        80-column terminal.
+        """
         rows = []
         for r in self.results:
             ref, m = KERAS[r.task], r.metrics
+            metric, baseline = _number(m.get(ref.metric, "—")), _number(m.get(ref.baseline, "—"))
+            if brief:
+                rows.append(
+                    [
+                        r.task,
+                        BRIEF.get(ref.metric, ref.label),
+                        metric,
+                        baseline,
+                        f"{ref.keras:.4g}",
+                        f"{m['train_seconds']:.1f} ({ref.keras_seconds:.4g})",
+                    ]
+                )
+                continue
             per_epoch = m["train_seconds"] / max(m["epochs"], 1)
             keras = f"{ref.keras:.4g}" + (f" ({ref.note})" if ref.note else "")
             rows.append(
                 [
                     r.task,
                     ref.label,
-                    _number(m.get(ref.metric, "—")),
-                    f"{_number(m.get(ref.baseline, '—'))} ({ref.baseline_label})",
+                    metric,
+                    f"{baseline} ({ref.baseline_label})",
                     keras,
                     f"{m['train_seconds']:.1f} s ({m['epochs']} epoch"
                     f"{'' if m['epochs'] == 1 else 's'}, {per_epoch:.2f} s/epoch)",
                     ref.keras_time,
-                ]
-            )
-        return rows
-
-    brief_columns = ("task", "metric", "rnnlab", "baseline", "Keras", "s (Keras s)")
-
-    def brief_rows(self) -> list[list[str]]:
-        """The same figures without their notes, narrow enough for an 80-column terminal."""
-        rows = []
-        for r in self.results:
-            ref, m = KERAS[r.task], r.metrics
-            rows.append(
-                [
-                    r.task,
-                    BRIEF.get(ref.metric, ref.label),
-                    _number(m.get(ref.metric, "—")),
-                    _number(m.get(ref.baseline, "—")),
-                    f"{ref.keras:.4g}",
-                    f"{m['train_seconds']:.1f} ({ref.keras_seconds:.4g})",
                 ]
             )
         return rows

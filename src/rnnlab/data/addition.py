@@ -53,6 +53,12 @@ def _numbers(rng: np.random.Generator, size: int, digits: int) -> np.ndarray:
     return rng.integers(0, 10**digits, size) % 10**lengths
 
 
+def distinct_pairs(digits: int) -> int:
+    """How many unordered pairs of numbers with at most ``digits`` digits exist (12+7 is 7+12)."""
+    top = 10**digits
+    return top * (top + 1) // 2
+
+
 def make_addition(
     n: int,
     digits: int = 3,
@@ -69,7 +75,7 @@ def make_addition(
         raise RnnlabError(f"digits={digits}: expected at least 1")
     top = 10**digits
     seen = {(min(a, b), max(a, b)) for a, b in exclude if max(a, b) < top}
-    available = top * (top + 1) // 2 - len(seen)
+    available = distinct_pairs(digits) - len(seen)
     if n > available:
         raise RnnlabError(
             f"n={n} examples: only {available} distinct pairs of numbers with at most {digits} "

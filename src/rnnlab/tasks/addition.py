@@ -23,6 +23,7 @@ from rnnlab.config import check_at_least, check_share
 from rnnlab.data.addition import (
     VOCAB,
     decode,
+    distinct_pairs,
     encode,
     format_question,
     make_addition,
@@ -49,7 +50,7 @@ class AdditionSettings:
         if self.digits > 18:  # the sum of two 18-digit numbers still fits in an int64
             raise RnnlabError(f"config key data.digits must be <= 18, got {self.digits}")
         check_share("data.val_fraction", self.val_fraction)
-        pairs = 10**self.digits * (10**self.digits + 1) // 2  # unordered: 12+7 is 7+12
+        pairs = distinct_pairs(self.digits)
         if self.examples + self.test_examples > pairs:
             raise RnnlabError(
                 f"config keys data.examples ({self.examples}) + data.test_examples "

@@ -149,11 +149,12 @@ class TextGeneration(Task):
         corpus = data.load_corpus(
             path, lower=d.lower, val_fraction=d.val_fraction, test_fraction=d.test_fraction
         )
-        for name, part, key in (("validation", corpus.val, "val"), ("test", corpus.test, "test")):
-            if len(part) < 2 and (key == "val" or d.test_fraction):
-                raise RnnlabError(
-                    f"{path}: too short to hold out a {name} text (data.{key}_fraction)"
-                )
+        if len(corpus.val) < 2:
+            raise RnnlabError(
+                f"{path}: too short to hold out a validation text (data.val_fraction)"
+            )
+        if d.test_fraction and len(corpus.test) < 2:
+            raise RnnlabError(f"{path}: too short to hold out a test text (data.test_fraction)")
         if d.mode == "windows":
             x, y = char_windows(corpus.train, d.maxlen, d.step)
             train = {"x": x, "y": y}  # x is a view of the text: windows are copied per batch
