@@ -171,3 +171,18 @@ def test_predict_shows_an_empty_answer_as_nothing_and_floats_to_three_digits():
     from rnnlab.cli import _cell
 
     assert [_cell(v).plain for v in ("", "596", 0.98765, 3)] == ["(nothing)", "596", "0.988", "3"]
+
+
+def test_validation_of_the_plain_decoder_scores_as_decoding_again(monkeypatch):
+    task = Addition(Addition.config(None, TINY))
+    task.load()
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    batch = {k: t[:64] for k, t in task.splits["val"].items()}
+    assert task._decoded_by_forward(model, batch["y"])  # the shortcut is taken here
+    with torch.inference_mode():
+        shortcut = task._scores(model, batch)
+        monkeypatch.setattr(Addition, "_decoded_by_forward", lambda *args: False)
+        decoded = task._scores(model, batch)
+    assert torch.equal(shortcut, decoded)
+    assert 0 < shortcut[:, 2].sum() < shortcut[:, 1].sum()  # some tokens right, not all
