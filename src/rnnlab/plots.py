@@ -78,6 +78,7 @@ def predictions(
     title: str = "",
     baseline=None,
     xlabel: str = "test step (hours)",
+    ylabel: str = "value (the data's own units)",
 ) -> None:
     """A window of a series: truth, the model's prediction and, optionally, a baseline."""
     fig, ax = plt.subplots(figsize=(10, 3.4))
@@ -86,7 +87,7 @@ def predictions(
     ax.plot(steps, y_pred, color="tab:red", lw=1.0, label="predicted")
     if baseline is not None:
         ax.plot(steps, baseline, color="tab:gray", lw=0.8, ls="--", label="persistence")
-    ax.set(xlabel=xlabel, title=title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     _save(fig, path)
