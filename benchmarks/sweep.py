@@ -9,6 +9,11 @@ each runs as ``rnnlab compare TASK --cells CELL --seeds N --set …`` would. One
 the test metric of every seed, their mean ± standard deviation, the seeds averaged into one model
 (where the task allows it), the mean best validation value, and the seconds of training. On a
 GPU one process pays CUDA's start once for the whole sweep.
+
+While it runs, a bar counts each variant's epochs and a line per finished run says its test
+metric (on stderr; ``--quiet`` hides them). The runs go to a temporary folder unless ``--out DIR``
+keeps them (one study per variant, ``DIR/vK``): a variant stopped half way then continues with
+``rnnlab compare TASK --resume DIR/vK``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from pathlib import Path
 
 from rnnlab.compare import compare, mean_std
+from rnnlab.errors import RnnlabError
 from rnnlab.tasks import get_task
 
 
@@ -36,6 +42,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args()
 
     task_cls = get_task(args.task)
@@ -44,6 +52,7 @@ def main() -> None:
     results = []
     print(f"{'variant':<48}{'mean':>8}{'std':>8}{'avg':>8}{'val':>8}{'s':>7}  {metric} per seed")
     with tempfile.TemporaryDirectory() as tmp:
+        folder = args.out or Path(tmp)
         for k, variant in enumerate(args.variant):
             overrides = [s.strip() for s in variant.split(";") if s.strip()]
             cell = args.cell or task_cls.config(args.config, overrides).model.cell
@@ -54,10 +63,10 @@ def main() -> None:
                 args.seeds,
                 overrides,
                 args.config,
-                Path(tmp) / f"v{k}",
+                folder / f"v{k}",
                 args.device,
                 args.data_dir,
-                quiet=True,
+                quiet=args.quiet,
             )
             with open(out / "compare.csv", newline="") as f:
                 runs = list(csv.DictReader(f))
@@ -92,4 +101,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RnnlabError as error:  # a bad --set, an --out in use: one line, no traceback
+        raise SystemExit(f"error: {error}") from None
