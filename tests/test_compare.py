@@ -33,6 +33,9 @@ def test_compare_writes_one_row_per_run_and_a_summary_per_cell(capsys, shared_da
     assert {"run_dir", "test_r2", "test_mse", "persistence_r2", "train_seconds"} <= set(rows[0])
     for row in rows:
         assert (out / row["run_dir"] / "metrics.json").is_file()
+        # One whole line per finished run, even where rich folds at 80 columns (a captured log).
+        head, path = f"{row['cell']} seed {row['seed']}: test_", str(out / row["run_dir"])
+        assert any(s.startswith(head) and s.endswith(path) for s in err.splitlines()), err
     # The two seeds are two different runs.
     assert rows[0]["test_mse"] != rows[1]["test_mse"]
     md = (out / "compare.md").read_text()

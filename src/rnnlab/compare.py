@@ -188,6 +188,7 @@ def run_series(
                 f"{metrics['train_seconds']:.1f} s of training -> {plan.out}"
                 + (" (finished before)" if resume is None else ""),
                 markup=False,  # a folder's name is printed as it is
+                soft_wrap=True,  # one line even in a log file (rich folds at 80 columns there)
             )
             run_dirs.append(plan.out)
     return run_dirs
