@@ -466,11 +466,16 @@ class Seq2Seq(nn.Module):
         state = self.decoder.start(self.encode(source, lengths))
         return state, torch.full_like(source[:, 0], self.bos)
 
+    @property
+    def greedy_is_parallel(self) -> bool:
+        """Whether greedy decoding is one parallel pass, the training pass's own: a decoder that
+        never reads its outputs (the plain one) and no EOS to stop at."""
+        return not self.decoder.feedback and self.eos is None
+
     def greedy(self, source: Tensor, max_len: int, lengths: Tensor | None = None) -> Decoded:
         """Greedy decoding of ``max_len`` steps at most (fewer once every sequence hit EOS)."""
         state, start = self._start(source, lengths)
-        if not self.decoder.feedback and self.eos is None:
-            # The plain decoder never reads its outputs: one parallel pass is its greedy decoding.
+        if self.greedy_is_parallel:
             logits, _ = self.decoder.parallel(state, start[:, None].expand(-1, max_len))
             best, tokens = logits.log_softmax(-1).max(-1)
             return Decoded(tokens, best.sum(1), None)

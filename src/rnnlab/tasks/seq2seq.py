@@ -123,12 +123,11 @@ class PairsTask(Task):
         return model.greedy(x, max_len, lengths).tokens
 
     def _decoded_by_forward(self, model: nn.Module, y: Tensor) -> bool:
-        """Whether greedy decoding is the training pass itself: a decoder that never reads its
-        outputs, no EOS to stop at, as many steps as the targets have, and no beam."""
+        """Whether this task's decoding is the training pass itself: greedy (no beam), in one
+        parallel pass, over as many steps as the targets have."""
         return (
             self.cfg.model.beam_size == 1
-            and not model.decoder.feedback
-            and model.eos is None
+            and model.greedy_is_parallel
             and y.shape[1] == self.meta["max_len"]
         )
 
