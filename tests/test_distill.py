@@ -30,6 +30,20 @@ def test_the_loss_mixes_labels_and_softened_teachers_as_defined():
     )
 
 
+def test_label_smoothing_spreads_the_hard_targets_as_defined():
+    """Target (1 - e) on the label plus e spread evenly over the K classes."""
+    torch.manual_seed(0)
+    logits, labels = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+    soft = torch.randn(6, 4).softmax(-1)
+    target = F.one_hot(labels, 4) * 0.8 + 0.2 / 4
+    smoothed = -(target * logits.log_softmax(-1)).sum(-1).mean()
+    torch.testing.assert_close(distill.loss(logits, labels, soft, 0.0, 3.0, 0.2), smoothed)
+    taught = distill.loss(logits, labels, soft, 1.0, 3.0)
+    torch.testing.assert_close(
+        distill.loss(logits, labels, soft, 0.5, 3.0, 0.2), 0.5 * smoothed + 0.5 * taught
+    )
+
+
 def test_a_student_that_answers_like_its_teachers_gets_no_gradient_from_them():
     soft = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
     logits = (4.0 * soft.log() + 1.5).requires_grad_()  # softmax(logits / 4) == soft

@@ -63,6 +63,35 @@ def test_electric_devices_writes_report_and_beats_majority(capsys, shared_data, 
     assert f"{metrics['test_accuracy']:.4f}" in _eval(capsys, shared_data, out)
 
 
+def test_label_smoothing_is_the_classifiers_training_loss(shared_data, tmp_path):
+    import torch
+    import torch.nn.functional as F
+
+    from rnnlab.tasks import ElectricDevices
+
+    train, test = ucr_slice(shared_data, tmp_path, 200)
+    sets = [f"data.train='{train}'", f"data.test='{test}'", "model.hidden=8", "model.layers=1"]
+    task = ElectricDevices(ElectricDevices.config(None, [*sets, "train.label_smoothing=0.3"]))
+    task.load()
+    model = task.build_model()
+    batch = {k: v[:16] for k, v in task.splits["train"].items()}
+    logits = model(batch["x"]).float()
+    target = F.one_hot(batch["y"], 7) * 0.7 + 0.3 / 7
+    loss, _ = task.loss(model, batch, None)
+    torch.testing.assert_close(loss, -(target * logits.log_softmax(-1)).sum(-1).mean())
+    assert loss > F.cross_entropy(logits, batch["y"])  # uniform mass on wrong classes costs more
+
+
+def test_a_bad_label_smoothing_names_its_key(capsys, shared_data, tmp_path):
+    train, test = ucr_slice(shared_data, tmp_path, 200)
+    code, _, err = rnnlab(
+        capsys, "run", "electric-devices", "--out", str(tmp_path / "r"),
+        "--set", f"data.train='{train}'", "--set", f"data.test='{test}'",
+        "--set", "train.label_smoothing=1.5",
+    )  # fmt: skip
+    assert_one_line_error(code, err, "train.label_smoothing", "[0, 1]")
+
+
 def test_sentiment_predicts_labels_for_new_text(capsys, shared_data, tmp_path):
     out, metrics = _run(
         capsys, shared_data, tmp_path, "sentiment",

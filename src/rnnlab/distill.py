@@ -81,8 +81,16 @@ def soft_targets(task: Task, runs: Sequence[Path], temperature: float) -> Tensor
     return (log_p / temperature).softmax(-1)
 
 
-def loss(logits: Tensor, labels: Tensor, soft: Tensor, weight: float, temperature: float) -> Tensor:
-    """The student's loss: cross-entropy on ``labels`` and, weighted ``weight``, on ``soft``."""
-    hard = F.cross_entropy(logits, labels)
+def loss(
+    logits: Tensor,
+    labels: Tensor,
+    soft: Tensor,
+    weight: float,
+    temperature: float,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """The student's loss: cross-entropy on ``labels`` (smoothed by ``label_smoothing``) and,
+    weighted ``weight``, on ``soft``."""
+    hard = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
     taught = F.cross_entropy(logits / temperature, soft) * temperature**2
     return (1.0 - weight) * hard + weight * taught

@@ -49,10 +49,14 @@ class ClassifierTrain(TrainConfig):
     teachers: list[str] = field(default_factory=list)  # runs to distil (rnnlab.distill)
     distill_weight: float = 0.9
     distill_temperature: float = 4.0
+    # Each label's target spreads this much probability evenly over all classes (Szegedy et al.
+    # 2016): the model is not pushed to certainty on training examples.
+    label_smoothing: float = 0.0
 
     def check(self) -> None:
         super().check()
         check_probability("train.distill_weight", self.distill_weight)
+        check_probability("train.label_smoothing", self.label_smoothing)
         if self.distill_temperature <= 0:
             raise RnnlabError(
                 f"config key train.distill_temperature must be > 0, got {self.distill_temperature}"
@@ -92,13 +96,18 @@ class Classifier(Task):
 
     def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
         logits = model(batch["x"], batch.get("lengths")).float()  # the loss in fp32 under autocast
+        t = self.cfg.train
         if "soft" in batch:  # a student of teachers' runs
-            t = self.cfg.train
             taught = distill.loss(
-                logits, batch["y"], batch["soft"], t.distill_weight, t.distill_temperature
+                logits,
+                batch["y"],
+                batch["soft"],
+                t.distill_weight,
+                t.distill_temperature,
+                t.label_smoothing,
             )
             return taught, None
-        return F.cross_entropy(logits, batch["y"]), None
+        return F.cross_entropy(logits, batch["y"], label_smoothing=t.label_smoothing), None
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         logits = self.outputs(model, split)
