@@ -22,6 +22,7 @@ from rnnlab.train import (
     build_schedule,
     lower_is_better,
     missing_for,
+    resolve_precision,
 )
 
 
@@ -101,6 +102,21 @@ def test_without_the_instructions_half_precision_trains_in_fp32_and_says_so(monk
     assert [r["val_mse"] for r in half.history] == [r["val_mse"] for r in full.history]
     assert "train.precision='bf16': this CPU has no bf16 instructions" in shown.getvalue()
     assert "training in fp32" in shown.getvalue()
+
+
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_auto_precision_is_bf16_where_the_cpu_has_it_and_fp32_quietly_elsewhere(
+    monkeypatch, has_bf16
+):
+    monkeypatch.setattr(runtime, "cpu_runs", lambda dtype: has_bf16)
+    shown = io.StringIO()
+    auto, _, _ = _fit(precision="auto", epochs=2, console=Console(file=shown, width=200))
+    asked, _, _ = _fit(precision="bf16" if has_bf16 else "fp32", epochs=2)
+    assert [r["val_mse"] for r in auto.history] == [r["val_mse"] for r in asked.history]
+    assert "warning" not in shown.getvalue()
+    assert resolve_precision(torch.device("cpu"), "auto") == ("bf16" if has_bf16 else "fp32")
+    assert resolve_precision(torch.device("cuda"), "auto") == "fp32"  # launch-bound there
+    assert resolve_precision(torch.device("cpu"), "fp16") == "fp16"
 
 
 @pytest.mark.parametrize(

@@ -146,7 +146,7 @@ class TrainConfig:
     monitor: str = "val_loss"
     eval_batch_size: int = 4096
     threads: int | None = None
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"  # auto: see train.resolve_precision
     checkpoint_every: int | None = None
     deterministic: bool = False
     cuda_graphs: bool = True

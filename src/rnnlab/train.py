@@ -62,6 +62,18 @@ def autocast(
     return torch.autocast(device.type, dtype=HALF[precision], cache_enabled=cache)
 
 
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """``"auto"``: bf16 on a CPU with bf16 instructions, fp32 anywhere else; others as they are.
+
+    Where a CPU has them, oneDNN's bf16 LSTM is the faster one at wide shapes (addition's 128
+    units: 1.2-1.3x a step, benchmarks/RESULTS.md, session 15). On a GPU these small recurrent
+    nets wait on kernel launches, not on arithmetic (session 5): half precision buys nothing.
+    """
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cpu" and missing_for(device, "bf16") is None else "fp32"
+
+
 def missing_for(device: torch.device, precision: str) -> str | None:
     """What ``device`` lacks to train in ``precision``, or None if nothing.
 
@@ -350,8 +362,9 @@ class Trainer:
         self.checkpoint_dir, self.resume_hint = checkpoint_dir, resume_hint
         if device.type == "cpu":
             runtime.keep_freed_memory()
-        missing = missing_for(device, cfg.precision)
-        self.precision = "fp32" if missing else cfg.precision  # what the steps run in
+        asked = resolve_precision(device, cfg.precision)
+        missing = missing_for(device, asked)
+        self.precision = "fp32" if missing else asked  # what the steps run in
         if missing:
             self.console.print(
                 f"[yellow]warning:[/] train.precision={cfg.precision!r}: {escape(missing)}; "
