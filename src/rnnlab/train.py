@@ -66,7 +66,7 @@ def resolve_precision(device: torch.device, precision: str) -> str:
     """``"auto"``: bf16 on a CPU with bf16 instructions, fp32 anywhere else; others as they are.
 
     Where a CPU has them, oneDNN's bf16 LSTM is the faster one at wide shapes (addition's 128
-    units: 1.2-1.3x a step, benchmarks/RESULTS.md, session 15). On a GPU these small recurrent
+    units: 1.23-1.35x a step, benchmarks/RESULTS.md, session 15). On a GPU these small recurrent
     nets wait on kernel launches, not on arithmetic (session 5): half precision buys nothing.
     """
     if precision != "auto":
