@@ -8,10 +8,11 @@ on the CPU, over the batches of the task's first training epoch in turn. The two
 turns, ``--rounds`` times ``--steps`` steps each, so that the machine's drift falls on both alike;
 printed: the fastest and the median ms a step of each, and the GFLOP/s of an average step's
 matmuls (recurrent and linear, forward and backward, as ``lab_tasks.py`` counts them, over one
-epoch). Then a bare ``torch.mm`` of the widest
-recurrent layer's gate shape, (batch x (inputs + hidden)) @ ((inputs + hidden) x gates), in both
-precisions: no fused recurrent kernel runs its matmuls faster, so the step's matmuls at that rate
-are the floor under the task's training time, printed for the config's epochs.
+epoch). Then a bare ``torch.mm`` of the widest recurrent layer's gate shape, (batch x (inputs +
+hidden)) @ ((inputs + hidden) x gates), in both precisions: a fused recurrent kernel does the same
+matmuls and more (gates, the backward's elementwise work), so the step's matmuls at the bare rate
+are a floor under the task's training time, printed for the config's epochs. Needs a CPU with
+bf16 instructions (AVX-512-BF16 or AMX).
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ import argparse
 import itertools
 import statistics
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from lab_tasks import GATES, count_flops
 
+from rnnlab.errors import RnnlabError
 from rnnlab.recurrent import Recurrent
 from rnnlab.tasks import get_task
 from rnnlab.train import autocast, build_optimizer, missing_for
 
 
-def time_steps(step, precision: str, steps: int) -> float:
+def time_steps(step: Callable[[str], None], precision: str, steps: int) -> float:
     """Mean seconds of ``steps`` calls of ``step(precision)`` after one warm-up call."""
     step(precision)
     start = time.perf_counter()
@@ -58,7 +62,7 @@ def main() -> None:
     )
     parser.add_argument("task")
     parser.add_argument("--set", action="append", default=[], help="override, e.g. model.hidden=64")
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--steps", type=int, default=150, help="steps per turn")
     parser.add_argument("--rounds", type=int, default=6, help="turns of each precision")
     args = parser.parse_args()
@@ -118,4 +122,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RnnlabError as error:  # an unknown task, a bad --set: one line, no traceback
+        raise SystemExit(f"error: {error}") from None
