@@ -173,6 +173,19 @@ def test_a_run_on_a_relative_data_path_evaluates_from_anywhere(capsys, tmp_path,
     assert code == 0, err
 
 
+def test_the_run_header_names_device_precision_and_folder_on_one_line(capsys, tmp_path):
+    path = tmp_path / "series.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([["load"], *([f"{(i * 37) % 11 / 10}"] for i in range(400))])
+    out = tmp_path / ("a-long-folder-name-" * 4) / "run"  # past 80 columns: a log must keep it
+    sets = [f"data.path='{path}'", "data.columns=['load']", "train.epochs=1", "model.hidden=4"]
+    args = [arg for s in sets for arg in ("--set", s)]
+    code, _, err = rnnlab(capsys, "run", "air-quality", "--device", "cpu", "--out", str(out), *args)
+    assert code == 0, err
+    header = next(line for line in err.splitlines() if "parameters on" in line)
+    assert "parameters on cpu, fp32, " in header and header.endswith(str(out))
+
+
 def test_sentiment_says_which_texts_it_left_out(capsys, tmp_path):
     """A text with no letters, or only unknown words, cannot be read: the run says so."""
     rows = [["twsentiment", "text"]]

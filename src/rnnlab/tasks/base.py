@@ -218,12 +218,6 @@ def _run(
     run_dir = Path(world.broadcast(made))
     if main and not resume:
         write_text(run_dir / "config.toml", cfg.with_absolute_paths().to_toml())
-    console.print(
-        f"[bold]{cfg.task}[/]: {'resuming, ' if resume else ''}"
-        f"{parameter_count(model):,} parameters on {target}"
-        f"{f' x {world.size} processes' if world.size > 1 else ''}, "
-        f"{sizes['train']:,} training examples -> {escape(str(run_dir))}"
-    )
     trainer = Trainer(
         model,
         cfg.train,
@@ -236,6 +230,13 @@ def _run(
         checkpoint_dir=run_dir / "last",
         resume_hint=resume_hint or f"rnnlab run {cfg.task} --resume {run_dir}",
         world=world,
+    )
+    console.print(
+        f"[bold]{cfg.task}[/]: {'resuming, ' if resume else ''}"
+        f"{parameter_count(model):,} parameters on {target}"
+        f"{f' x {world.size} processes' if world.size > 1 else ''}, {trainer.precision}, "
+        f"{sizes['train']:,} training examples -> {escape(str(run_dir))}",
+        soft_wrap=True,  # one line in a log, the run's folder whole
     )
     result = trainer.fit(task.train_batches(), resume=resume)
     if not main:
