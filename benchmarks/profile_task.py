@@ -11,22 +11,18 @@ training steps dominate it for any run of more than a few steps.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import run_main, task_parser
+
 from rnnlab.tasks import get_task, run
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("task")
-    parser.add_argument("--set", action="append", default=[], help="override, e.g. train.epochs=2")
-    parser.add_argument("--data-dir", type=Path, default=None)
+    parser = task_parser(__doc__, "train.epochs=2")
     parser.add_argument("--rows", type=int, default=25, help="ops to show")
     args = parser.parse_args()
     task_cls = get_task(args.task)
@@ -44,4 +40,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -17,17 +17,15 @@ bf16 instructions (AVX-512-BF16 or AMX).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from common import run_main, task_parser
 from lab_tasks import GATES, count_flops
 
-from rnnlab.errors import RnnlabError
 from rnnlab.recurrent import Recurrent
 from rnnlab.tasks import get_task
 from rnnlab.train import autocast, build_optimizer, missing_for
@@ -57,12 +55,7 @@ def matmul_rate(m: int, k: int, n: int, dtype: torch.dtype, repeats: int = 500) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("task")
-    parser.add_argument("--set", action="append", default=[], help="override, e.g. model.hidden=64")
-    parser.add_argument("--data-dir", type=Path, default=None)
+    parser = task_parser(__doc__, "model.hidden=64")
     parser.add_argument("--steps", type=int, default=150, help="steps per turn")
     parser.add_argument("--rounds", type=int, default=6, help="turns of each precision")
     args = parser.parse_args()
@@ -122,7 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RnnlabError as error:  # an unknown task, a bad --set: one line, no traceback
-        raise SystemExit(f"error: {error}") from None
+    run_main(main)

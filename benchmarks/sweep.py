@@ -25,8 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import run_main
+
 from rnnlab.compare import compare, mean_std
-from rnnlab.errors import RnnlabError
 from rnnlab.tasks import get_task
 
 
@@ -101,7 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RnnlabError as error:  # a bad --set, an --out in use: one line, no traceback
-        raise SystemExit(f"error: {error}") from None
+    run_main(main)
