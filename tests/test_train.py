@@ -195,6 +195,7 @@ def test_overrides_are_typed_and_ints_widen_to_floats(tmp_path, monkeypatch):
         ("train.batch_size=true", "train.batch_size"),
         ("model.forget_bias=1.0", "model.forget_bias"),
         ("data.sise=4", "did you mean data.size"),
+        ("data.window=4", r"unknown config key data.window \(data keys: size\)"),
     ],
 )
 def test_bad_overrides_name_the_key(tmp_path, monkeypatch, override, match):
