@@ -263,12 +263,11 @@ def _section(name: str, cls: type, values: dict[str, Any], source: str) -> Any:
     for key, value in values.items():
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
-            # a near miss is named; otherwise the section's keys, so nobody has to read the code
+            # a near miss is named; otherwise every key of the section, so nobody reads the code
             hint = (
                 f"did you mean {name}.{close[0]}?" if close else f"{name} keys: {', '.join(known)}"
             )
-            hint = f" ({hint})"
-            raise RnnlabError(f"{source}: unknown config key {name}.{key}{hint}")
+            raise RnnlabError(f"{source}: unknown config key {name}.{key} ({hint})")
         kwargs[key] = _coerce(f"{name}.{key}", value, hints[key])
     section = cls(**kwargs)
     check = getattr(section, "check", None)
