@@ -83,6 +83,8 @@ def test_label_smoothing_is_the_classifiers_training_loss(shared_data, tmp_path)
         target = F.one_hot(batch["y"], 7) * (1 - smoothing) + smoothing / 7
         loss, _ = task.loss(model, batch, None)
         torch.testing.assert_close(loss, -(target * logits.log_softmax(-1)).sum(-1).mean())
+        if smoothing:  # uniform mass on the wrong classes costs more than the plain loss
+            assert loss > F.cross_entropy(logits, batch["y"])
 
 
 def test_a_bad_label_smoothing_names_its_key(capsys, shared_data, tmp_path):
