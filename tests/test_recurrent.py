@@ -127,6 +127,34 @@ def test_recurrent_dropout_uses_one_mask_per_sequence_and_is_off_at_eval():
     assert (layer(x)[0] - a).abs().max() > 1e-6
 
 
+@pytest.mark.parametrize("engine", ["fused", "reference"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_weight_drop_runs_on_masked_recurrent_matrices(engine, cell):
+    torch.manual_seed(7)
+    layer = Recurrent(2, 4, cell=cell, layers=2, bidirectional=True, weight_drop=0.5)
+    layer.engine, layer.gru_variant = engine, "cudnn"
+    x, lengths = torch.randn(3, 6, 2), torch.tensor([6, 2, 4])
+    torch.manual_seed(8)
+    trained, _ = layer(x, lengths)
+    # The same masks, drawn in the same order, applied by hand to a copy run without them.
+    masked = Recurrent(2, 4, cell=cell, layers=2, bidirectional=True, gru_variant="cudnn")
+    masked.load_state_dict(layer.state_dict())
+    torch.manual_seed(8)
+    with torch.no_grad():
+        for name, w in masked.rnn.named_parameters():
+            if name.startswith("weight_hh"):
+                w.copy_(torch.nn.functional.dropout(w, 0.5))
+    torch.testing.assert_close(trained, masked.eval()(x, lengths)[0])
+    # Dropped entries get no gradient; at evaluation the matrices are used whole.
+    trained.sum().backward()
+    grad = layer.rnn.weight_hh_l0.grad
+    assert torch.all(grad[masked.rnn.weight_hh_l0 == 0] == 0) and grad.abs().sum() > 0
+    layer.eval()
+    plain = Recurrent(2, 4, cell=cell, layers=2, bidirectional=True, gru_variant="cudnn")
+    plain.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(layer(x, lengths)[0], plain.eval()(x, lengths)[0])
+
+
 def test_dropout_between_layers_only_in_training():
     torch.manual_seed(6)
     layer = Recurrent(2, 4, cell="rnn", layers=2, dropout=0.5)
@@ -165,6 +193,7 @@ def test_forget_bias_sets_the_lstm_forget_gate_bias():
         ({"recurrent_dropout": 0.2, "engine": "fused"}, "engine"),
         ({"engine": "cuda"}, "engine"),
         ({"dropout": 1.5}, "dropout"),
+        ({"weight_drop": 1.0}, "weight_drop"),
         ({"cell": "lstm", "nonlinearity": "relu"}, "nonlinearity"),
     ],
 )

@@ -192,6 +192,7 @@ def test_overrides_are_typed_and_ints_widen_to_floats(tmp_path, monkeypatch):
         ("model.bidirectional=1", "model.bidirectional"),
         ("model.hidden=0", "model.hidden"),
         ("model.dropout=1.0", "model.dropout"),
+        ("model.weight_drop=-0.1", "model.weight_drop"),
         ("train.batch_size=true", "train.batch_size"),
         ("model.forget_bias=1.0", "model.forget_bias"),
         ("data.sise=4", "did you mean data.size"),

@@ -66,6 +66,7 @@ class ModelConfig:
     bidirectional: bool = False
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
+    weight_drop: float = 0.0
     nonlinearity: Literal["tanh", "relu"] = "tanh"
     gru_variant: Literal["lecture", "cudnn"] = "cudnn"
     engine: Literal["auto", "fused", "reference"] = "auto"
@@ -77,6 +78,7 @@ class ModelConfig:
         check_at_least("model", self, 1, "hidden", "layers")
         _fraction("model.dropout", self.dropout)
         _fraction("model.recurrent_dropout", self.recurrent_dropout)
+        _fraction("model.weight_drop", self.weight_drop)
         if self.nonlinearity == "relu" and self.cell != "rnn":
             raise RnnlabError("config key model.nonlinearity='relu' needs model.cell='rnn'")
         if self.forget_bias is not None and self.cell != "lstm":
@@ -98,6 +100,7 @@ class ModelConfig:
             "bidirectional": self.bidirectional,
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
+            "weight_drop": self.weight_drop,
             "nonlinearity": self.nonlinearity,
             "gru_variant": self.gru_variant,
             "engine": self.engine,

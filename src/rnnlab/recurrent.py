@@ -19,7 +19,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.func import functional_call
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.cells import Gates, gru_step, lstm_step, rnn_step
 
@@ -61,6 +62,9 @@ class Recurrent(nn.Module):
         dropout: dropout on the outputs of every layer but the last (as ``torch.nn.LSTM``).
         recurrent_dropout: variational dropout of ``h_{t-1}`` (one mask per sequence, every step);
             runs on the reference engine.
+        weight_drop: DropConnect on the recurrent matrices ``W`` (Wan et al. 2013, as AWD-LSTM
+            uses it, Merity et al. 2018): each entry of every ``weight_hh`` dropped with this
+            probability, one mask per forward pass, so the fused kernels still run.
         nonlinearity: ``"tanh"`` or ``"relu"`` for ``cell="rnn"``.
         gru_variant: ``"lecture"`` (reset before the matmul) or ``"cudnn"``; see :mod:`rnnlab.cells`.
         engine: ``"fused"``, ``"reference"`` or ``"auto"`` (fused whenever it computes the same
@@ -81,6 +85,7 @@ class Recurrent(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
+        weight_drop: float = 0.0,
         nonlinearity: Literal["tanh", "relu"] = "tanh",
         gru_variant: Literal["lecture", "cudnn"] = "lecture",
         engine: Engine = "auto",
@@ -99,7 +104,11 @@ class Recurrent(nn.Module):
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+        for name, value in (
+            ("dropout", dropout),
+            ("recurrent_dropout", recurrent_dropout),
+            ("weight_drop", weight_drop),
+        ):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
         if nonlinearity == "relu" and cell != "rnn":
@@ -110,6 +119,7 @@ class Recurrent(nn.Module):
         self.cell, self.nonlinearity, self.gru_variant = cell, nonlinearity, gru_variant
         self.directions = 2 if bidirectional else 1
         self.dropout, self.recurrent_dropout = dropout, recurrent_dropout
+        self.weight_drop = weight_drop
         self.engine = engine
         self.resolved_engine()  # validate now, not at the first forward
 
@@ -231,13 +241,29 @@ class Recurrent(nn.Module):
         lengths = self._check(x, lengths, None)
         return self._reference(x, lengths, None, collect_gates=True)[2]
 
+    def _dropped(self, w_hh: Tensor) -> Tensor:
+        """``w_hh`` with ``weight_drop`` of its entries zeroed (and the rest rescaled) in training."""
+        return F.dropout(w_hh, self.weight_drop, self.training and self.weight_drop > 0)
+
+    def _torch_rnn(self, inputs: Tensor | PackedSequence, state: State | None) -> tuple:
+        """``self.rnn`` on ``inputs``; with ``weight_drop`` in training, on masked copies of its
+        recurrent matrices (the gradient reaches the parameters through the masks)."""
+        if not (self.training and self.weight_drop > 0):
+            return self.rnn(inputs, state)
+        dropped = {
+            name: self._dropped(w)
+            for name, w in self.rnn.named_parameters()
+            if name.startswith("weight_hh")
+        }
+        return functional_call(self.rnn, dropped, (inputs, state))
+
     def _fused(
         self, x: Tensor, lengths: Tensor | None, state: State | None
     ) -> tuple[Tensor, State]:
         if lengths is None:
-            return self.rnn(x, state)
+            return self._torch_rnn(x, state)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, final = self.rnn(packed, state)
+        outputs, final = self._torch_rnn(packed, state)
         outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=x.shape[1])
         return outputs, final
 
@@ -291,6 +317,7 @@ class Recurrent(nn.Module):
     ) -> tuple[Tensor, State, Gates]:
         """Loop one layer/direction over time; the input projection is one matmul for all steps."""
         w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
+        w_hh = self._dropped(w_hh)
         gi = F.linear(seq, w_ih, b_ih)  # (B, T, G*H): U x_t + b for every t at once
         rmask = None
         if self.training and self.recurrent_dropout > 0:
