@@ -245,7 +245,9 @@ class Recurrent(nn.Module):
         """``w_hh`` with ``weight_drop`` of its entries zeroed (and the rest rescaled) in training."""
         return F.dropout(w_hh, self.weight_drop, self.training and self.weight_drop > 0)
 
-    def _torch_rnn(self, inputs: Tensor | PackedSequence, state: State | None) -> tuple:
+    def _torch_rnn(
+        self, inputs: Tensor | PackedSequence, state: State | None
+    ) -> tuple[Tensor | PackedSequence, State]:
         """``self.rnn`` on ``inputs``; with ``weight_drop`` in training, on masked copies of its
         recurrent matrices (the gradient reaches the parameters through the masks)."""
         if not (self.training and self.weight_drop > 0):
