@@ -131,13 +131,13 @@ def test_recurrent_dropout_uses_one_mask_per_sequence_and_is_off_at_eval():
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_weight_drop_runs_on_masked_recurrent_matrices(engine, cell):
     torch.manual_seed(7)
-    layer = Recurrent(2, 4, cell=cell, layers=2, bidirectional=True, weight_drop=0.5)
-    layer.engine, layer.gru_variant = engine, "cudnn"
+    shape = {"cell": cell, "layers": 2, "bidirectional": True, "gru_variant": "cudnn"}
+    layer = Recurrent(2, 4, **shape, weight_drop=0.5, engine=engine)
     x, lengths = torch.randn(3, 6, 2), torch.tensor([6, 2, 4])
     torch.manual_seed(8)
     trained, _ = layer(x, lengths)
     # The same masks, drawn in the same order, applied by hand to a copy run without them.
-    masked = Recurrent(2, 4, cell=cell, layers=2, bidirectional=True, gru_variant="cudnn")
+    masked = Recurrent(2, 4, **shape)
     masked.load_state_dict(layer.state_dict())
     torch.manual_seed(8)
     with torch.no_grad():
@@ -150,7 +150,7 @@ def test_weight_drop_runs_on_masked_recurrent_matrices(engine, cell):
     grad = layer.rnn.weight_hh_l0.grad
     assert torch.all(grad[masked.rnn.weight_hh_l0 == 0] == 0) and grad.abs().sum() > 0
     layer.eval()
-    plain = Recurrent(2, 4, cell=cell, layers=2, bidirectional=True, gru_variant="cudnn")
+    plain = Recurrent(2, 4, **shape)
     plain.load_state_dict(layer.state_dict())
     torch.testing.assert_close(layer(x, lengths)[0], plain.eval()(x, lengths)[0])
 
