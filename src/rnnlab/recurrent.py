@@ -64,7 +64,8 @@ class Recurrent(nn.Module):
             runs on the reference engine.
         weight_drop: DropConnect on the recurrent matrices ``W`` (Wan et al. 2013, as AWD-LSTM
             uses it, Merity et al. 2018): each entry of every ``weight_hh`` dropped with this
-            probability, one mask per forward pass, so the fused kernels still run.
+            probability, one mask per call in training (a decoder stepping token by token draws
+            one per step), so the fused kernels still run.
         nonlinearity: ``"tanh"`` or ``"relu"`` for ``cell="rnn"``.
         gru_variant: ``"lecture"`` (reset before the matmul) or ``"cudnn"``; see :mod:`rnnlab.cells`.
         engine: ``"fused"``, ``"reference"`` or ``"auto"`` (fused whenever it computes the same
