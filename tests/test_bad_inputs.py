@@ -41,6 +41,7 @@ Prompts
  26. a generation prime with characters the model never saw
  27. sentiment text with no known word
  28. text input for a task that takes none (air quality)
+ 47. series of another length than the model learned from (electric-devices predict)
 Checkpoints
  29. eval of a directory that is not a run
  30. model.json that is not JSON
@@ -78,10 +79,11 @@ def _leftovers(*roots: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, shared_data):
-    """Tiny trained runs to corrupt: air quality, sentiment and text generation."""
+    """Tiny trained runs to corrupt: air quality, ElectricDevices, sentiment, text generation."""
     base = tmp_path_factory.mktemp("runs")
     specs = {
         "air-quality": ["data.train_rows=2000", "data.test_rows=300", "model.hidden=4"],
+        "electric-devices": ["model.hidden=4", "model.layers=1"],
         "sentiment": ["model.hidden=4", "model.embedding=4", "data.num_words=300"],
         "text-generation": ["data.mode='stream'", "model.hidden=8", "train.bptt=16"],
     }
@@ -291,6 +293,12 @@ def test_sentiment_text_with_no_known_word(capsys, runs):
 def test_text_for_a_task_that_takes_none(capsys, runs):
     code, _, err = rnnlab(capsys, "predict", str(runs["air-quality"]), "hello")
     assert_one_line_error(code, err, "air-quality")
+
+
+def test_series_of_another_length_than_the_model_learned_from(capsys, runs, tmp_path):
+    days = _file(tmp_path, "days.tsv", "1\t0.5\t0.7\t0.2\n")
+    code, _, err = rnnlab(capsys, "predict", str(runs["electric-devices"]), days)
+    assert_one_line_error(code, err, days, "3 readings", "expected 96")
 
 
 def test_eval_of_a_directory_that_is_not_a_run(capsys, tmp_path):

@@ -9,6 +9,8 @@ import pytest
 from cli_helpers import assert_one_line_error, rnnlab
 from slices import ucr_slice
 
+from rnnlab.tasks import restore, task_of
+
 RUN_FILES = {"config.toml", "history.csv", "metrics.json", "model.safetensors", "model.json"}
 COMMON_KEYS = {"train_seconds", "epochs", "parameters", "device", "precision", "rnnlab_version"}
 
@@ -61,6 +63,16 @@ def test_electric_devices_writes_report_and_beats_majority(capsys, shared_data, 
     assert {"test_accuracy", "test_macro_f1"} | COMMON_KEYS <= metrics.keys()
     assert metrics["test_accuracy"] > metrics["majority_accuracy"] + 0.05
     assert f"{metrics['test_accuracy']:.4f}" in _eval(capsys, shared_data, out)
+    # predict reads a file in the training format: classifying the test file anew scores the
+    # test accuracy to the last digit, and the CLI shows one row per day
+    task, model = restore(task_of(out), out, "cpu")
+    rows = task.predict(model, [test])
+    right = sum(str(r["given"]) == r["label"] for r in rows)
+    assert right / len(rows) == pytest.approx(metrics["test_accuracy"], abs=1e-12)
+    assert all(sum(r[c] for c in report["classes"]) == pytest.approx(1, abs=1e-5) for r in rows)
+    code, stdout, err = rnnlab(capsys, "predict", str(out), test)
+    assert code == 0, err
+    assert "given" in stdout and stdout.count("\n") >= len(rows)
 
 
 def test_label_smoothing_is_the_classifiers_training_loss(shared_data, tmp_path):

@@ -218,7 +218,10 @@ def eval_(
 @app.command()
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by `rnnlab run`."),
-    inputs: list[str] = typer.Argument(..., help="Texts (sentiment) or questions (addition)."),
+    inputs: list[str] = typer.Argument(
+        ...,
+        help="Texts (sentiment), questions (addition, seq2seq) or UCR files (electric-devices).",
+    ),
     device: str = Device,
 ) -> None:
     """Answer new inputs with a trained model: one table row per input."""

@@ -23,7 +23,7 @@ _MODULES = {
         "stream_chunks",
     ],
     "rnnlab.data.tweets": ["TextClassificationData", "TokenSplit", "Vocabulary", "load_tweets"],
-    "rnnlab.data.ucr": ["ClassificationData", "load_ucr"],
+    "rnnlab.data.ucr": ["ClassificationData", "load_ucr", "read_ucr", "series_features"],
 }
 __getattr__, __dir__ = exports(__name__, _MODULES)
 __all__ = sorted(name for names in _MODULES.values() for name in names)

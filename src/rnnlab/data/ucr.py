@@ -104,6 +104,14 @@ def _with_differences(x: np.ndarray) -> np.ndarray:
     return np.stack([x, change], axis=-1)
 
 
+def series_features(x: np.ndarray, znorm: bool = False, differences: bool = False) -> np.ndarray:
+    """(N, T) readings -> (N, T, F) float32 model inputs: each series z-normalised if asked, with
+    each step's change as a second feature if asked. Per series, so new series get the same."""
+    if znorm:
+        x = _znorm(x)
+    return (_with_differences(x) if differences else x[:, :, None]).astype(np.float32)
+
+
 def load_ucr(
     train_path: str | Path,
     test_path: str | Path,
@@ -126,13 +134,10 @@ def load_ucr(
         raise RnnlabError(
             f"{test_path}: row {unseen[0] + 1}: label {y_test[unseen[0]]} never occurs in {train_path}"
         )
-    if znorm:
-        x_train, x_test = _znorm(x_train), _znorm(x_test)
-    features = _with_differences if differences else (lambda x: x[:, :, None])
     return ClassificationData(
-        x_train=features(x_train).astype(np.float32),
+        x_train=series_features(x_train, znorm, differences),
         y_train=np.searchsorted(classes, y_train).astype(np.int64),
-        x_test=features(x_test).astype(np.float32),
+        x_test=series_features(x_test, znorm, differences),
         y_test=np.searchsorted(classes, y_test).astype(np.int64),
         classes=classes,
     )

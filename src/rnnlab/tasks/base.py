@@ -118,12 +118,12 @@ class Task:
             name: {k: t.to(device) for k, t in split.items()} for name, split in self.splits.items()
         }
 
-    def outputs(self, model: nn.Module, split: str, fn=None) -> Tensor:
-        """Run ``fn(model, batch)`` (default: ``model(**inputs)``) over a split in eval batches."""
+    def outputs(self, model: nn.Module, split: str | Batch, fn=None) -> Tensor:
+        """Run ``fn(model, batch)`` (default: ``model(**inputs)``) in eval batches over a split,
+        named or given as its tensors (new inputs to predict)."""
         fn = fn or (lambda m, b: m(b["x"], b.get("lengths")))
-        batches = TensorBatches(
-            self.splits[split], self.cfg.train.eval_batch_size, shuffle=False
-        ).epoch()
+        tensors = self.splits[split] if isinstance(split, str) else split
+        batches = TensorBatches(tensors, self.cfg.train.eval_batch_size, shuffle=False).epoch()
         with torch.inference_mode():
             return torch.cat([fn(model, batch).float() for batch in batches])
 

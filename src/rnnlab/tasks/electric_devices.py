@@ -3,6 +3,7 @@
 Data: the UCR ElectricDevices series, 96 readings a day (or any UCR ``_TRAIN``/``_TEST`` pair).
 Model: a stack of LSTMs over the readings; a linear layer maps the last state to class logits.
 What it learned: accuracy and macro-F1 on the test days, a confusion matrix, per-class scores.
+``rnnlab predict RUN_DIR FILE`` classifies the days of a file in the UCR format.
 """
 
 from __future__ import annotations
@@ -150,7 +151,37 @@ class ElectricDevices(Classifier):
             "val": {"x": x[held], "y": y[held]},
             "test": {"x": torch.from_numpy(ucr.x_test), "y": torch.from_numpy(ucr.y_test)},
         }
-        self.meta = {"features": x.shape[-1], "classes": [str(c) for c in ucr.classes]}
+        self.meta = {
+            "features": x.shape[-1],
+            "classes": [str(c) for c in ucr.classes],
+            "length": x.shape[1],
+        }
+
+    def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
+        """Each input a file of series in the UCR format (its label column may hold any integer
+        where the class is unknown): one row per series, the file's label (``given``), the
+        predicted class and every class's probability; the file's name too when there are several."""
+        d, classes = self.cfg.data, self.meta["classes"]
+        rows = []
+        for name in inputs:
+            given, series = data.read_ucr(name)
+            length = self.meta.get("length")  # absent from runs older than this check
+            if length is not None and series.shape[1] != length:
+                raise RnnlabError(
+                    f"{name}: series of {series.shape[1]} readings, expected {length} like "
+                    "the series the model learned from"
+                )
+            x = torch.from_numpy(data.series_features(series, d.znorm, d.differences))
+            probs = self.outputs(model, {"x": x.to(self.device)}).softmax(-1).tolist()
+            for row, (label, p) in enumerate(zip(given.tolist(), probs, strict=True), start=1):
+                best = max(range(len(p)), key=p.__getitem__)
+                where = {"file": Path(name).name} if len(inputs) > 1 else {}
+                rows.append(
+                    where
+                    | {"row": row, "given": label, "label": classes[best]}
+                    | dict(zip(classes, p, strict=True))
+                )
+        return rows
 
     def build_model(self) -> nn.Module:
         m = self.cfg.model
