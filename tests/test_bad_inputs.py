@@ -40,8 +40,9 @@ Data files
 Prompts
  26. a generation prime with characters the model never saw
  27. sentiment text with no known word
- 28. text input for a task that takes none (air quality)
+ 28. input for a task that takes none (text generation)
  47. series of another length than the model learned from (electric-devices predict)
+ 48. readings in fewer columns than the model reads (air-quality predict)
 Checkpoints
  29. eval of a directory that is not a run
  30. model.json that is not JSON
@@ -290,9 +291,21 @@ def test_sentiment_text_with_no_known_word(capsys, runs):
     assert_one_line_error(code, err, "zzzqqq")
 
 
-def test_text_for_a_task_that_takes_none(capsys, runs):
-    code, _, err = rnnlab(capsys, "predict", str(runs["air-quality"]), "hello")
-    assert_one_line_error(code, err, "air-quality")
+def test_input_for_a_task_that_takes_none(capsys, runs):
+    code, _, err = rnnlab(capsys, "predict", str(runs["text-generation"]), "hello")
+    assert_one_line_error(code, err, "text-generation")
+
+
+def test_readings_in_fewer_columns_than_the_model_reads(capsys, shared_data, tmp_path):
+    from rnnlab import tasks
+
+    cls = tasks.get_task("air-quality")
+    sets = ["data.train_rows=2000", "data.test_rows=300", "model.hidden=4", "train.epochs=1"]
+    cfg = cls.config(None, [*sets, "data.neighbours=['GWoolwich']"])
+    run = tasks.run(cls, cfg, tmp_path / "run", "cpu", True, shared_data)
+    hours = _file(tmp_path, "hours.csv", "".join(f"{i}.5\n" for i in range(10)))
+    code, _, err = rnnlab(capsys, "predict", str(run), hours)
+    assert_one_line_error(code, err, hours, "1 columns, expected 2", "GWoolwich[0]")
 
 
 def test_series_of_another_length_than_the_model_learned_from(capsys, runs, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, rnnlab
 from slices import ucr_slice
@@ -48,6 +49,19 @@ def test_air_quality_run_dir_eval_and_beats_persistence(capsys, shared_data, tmp
     assert len(rows) == 6 and {"train_loss", "val_mse", "seconds"} <= rows[0].keys()
     shown = _eval(capsys, shared_data, out)
     assert f"{metrics['test_r2']:.4f}" in shown and f"{metrics['test_mse']:.4f}" in shown
+    # predict reads the test hours from a CSV: its forecasts score the test MSE in the series'
+    # units, and one more forecast lies beyond the file's last row
+    hours = np.load(shared_data / "LondonAQ.npz")["GEltham"][6000:8000, 0]
+    csv_path = tmp_path / "hours.csv"
+    csv_path.write_text("GEltham[0]\n" + "".join(f"{float(v)!r}\n" for v in hours))
+    task, model = restore(task_of(out), out, "cpu")
+    rows = task.predict(model, [str(csv_path)])
+    assert len(rows) == 2000 - 6 + 1 and rows[-1]["row"] == 2001
+    forecast = np.array([r["forecast"] for r in rows[:-1]])
+    assert np.mean((forecast - hours[6:]) ** 2) == pytest.approx(metrics["test_mse_raw"], rel=1e-4)
+    code, stdout, err = rnnlab(capsys, "predict", str(out), str(csv_path))
+    assert code == 0, err
+    assert "forecast" in stdout and "2001" in stdout
 
 
 def test_electric_devices_writes_report_and_beats_majority(capsys, shared_data, tmp_path):

@@ -12,6 +12,8 @@ _MODULES = {
         "load_air_quality",
         "load_csv_series",
         "persistence",
+        "read_series",
+        "windows",
     ],
     "rnnlab.data.registry": ["DATASETS", "data_dir", "fetch"],
     "rnnlab.data.text": [

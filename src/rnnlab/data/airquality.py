@@ -66,14 +66,18 @@ def persistence(x: np.ndarray) -> np.ndarray:
     return x[:, -1, 0]
 
 
+def windows(series: np.ndarray, lag: int) -> np.ndarray:
+    """Every window ``series[i : i+lag]`` of a (R, F) series: (R - lag + 1, lag, F), views."""
+    return np.lib.stride_tricks.sliding_window_view(series, lag, axis=0).transpose(0, 2, 1)
+
+
 def lag_windows(series: np.ndarray, lag: int, ahead: int) -> tuple[np.ndarray, np.ndarray]:
     """Windows ``series[i : i+lag]`` (N, lag, F) and targets ``series[i+lag+ahead-1, 0]`` (N,)."""
     if len(series) < lag + ahead:
         raise RnnlabError(
             f"a series of {len(series)} rows is too short for lag={lag}, ahead={ahead}"
         )
-    views = np.lib.stride_tricks.sliding_window_view(series[: len(series) - ahead], lag, axis=0)
-    return views.transpose(0, 2, 1), series[lag + ahead - 1 :, 0]
+    return windows(series[: len(series) - ahead], lag), series[lag + ahead - 1 :, 0]
 
 
 def _regression(
@@ -167,6 +171,18 @@ def load_csv_series(
     name, the first is predicted. Default split: first 80 % of the rows train, the rest test.
     Other columns (dates, ids) may hold anything."""
     path = Path(path)
+    values, names = read_series(path, columns)
+    n_train = int(0.8 * len(values)) if train_rows is None else train_rows
+    n_test = len(values) - n_train if test_rows is None else test_rows
+    return _regression(values, names, n_train, n_test, lag, ahead, path)
+
+
+def read_series(
+    path: str | Path, columns: Sequence[int | str] | None = (0,)
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The ``columns`` (index or header name; None: all) of a CSV with or without a header row:
+    (R, F) float64 readings and the columns' names."""
+    path = Path(path)
     rows = read_csv(path, "a CSV of numeric columns")
     # A header row holds a name where the rows below hold numbers; a first row that is text only
     # where every row is (a date column) is data, not to be dropped as a header.
@@ -176,6 +192,7 @@ def load_csv_series(
     named = (not _is_number(v) and _is_number(w) for v, w in zip(first_row, below, strict=False))
     header = first_row if any(named) else None
     width = len(rows[0][1])
+    columns = range(width) if columns is None else columns
     if not columns:
         raise RnnlabError(f"{path}: columns is empty, expected at least the target column")
     index = []
@@ -192,12 +209,10 @@ def load_csv_series(
     for i, (line, r) in enumerate(rows[first:]):
         for j, c in enumerate(index):
             if not _is_number(r[c]):
-                raise RnnlabError(f"{path}: line {line}, column {c + 1}: {r[c]!r} is not a number")
+                shown = r[c] if len(r[c]) <= 40 else r[c][:37] + "..."  # a line of another format
+                raise RnnlabError(f"{path}: line {line}, column {c + 1}: {shown!r} is not a number")
             values[i, j] = float(r[c])
-    n_train = int(0.8 * len(values)) if train_rows is None else train_rows
-    n_test = len(values) - n_train if test_rows is None else test_rows
-    names = tuple(header[c] if header else str(c) for c in index)
-    return _regression(values, names, n_train, n_test, lag, ahead, path)
+    return values, tuple(header[c] if header else str(c) for c in index)
 
 
 def _is_number(text: str) -> bool:

@@ -4,6 +4,7 @@ Data: one London site's hourly series (``LondonAQ.npz``), or any numeric CSV (``
 Model: an LSTM reads the standardised window; a linear layer maps its last state to the value.
 What it learned: MSE, MAE and R² on the test year, next to persistence (the last observed value),
 the baseline any forecast must beat.
+``rnnlab predict RUN_DIR FILE`` forecasts from a CSV of readings.
 """
 
 from __future__ import annotations
@@ -104,10 +105,36 @@ class AirQuality(Task):
     def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
         return F.mse_loss(model(batch["x"]).squeeze(-1).float(), batch["y"]), None
 
+    def _scaler(self) -> Scaler:
+        """The training rows' standardisation, as saved in ``model.json``."""
+        return Scaler(np.array(self.meta["scaler"]["mean"]), np.array(self.meta["scaler"]["std"]))
+
     def _raw(self, y: Tensor) -> np.ndarray:
-        """Standardised values back in the series' units (the scaler saved in ``model.json``)."""
-        scaler = Scaler(np.array(self.meta["scaler"]["mean"]), np.array(self.meta["scaler"]["std"]))
-        return scaler.inverse(y.double().cpu().numpy())
+        """Standardised values back in the series' units."""
+        return self._scaler().inverse(y.double().cpu().numpy())
+
+    def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
+        """Each input a CSV of consecutive readings in the columns the model reads (a run on a
+        CSV: its ``data.columns``; on the London archive: the site's, then each neighbour's): for
+        every ``lag`` rows in a row, the forecast ``ahead`` rows after the last, in the series' units.
+        The last row of each file's answer is the forecast beyond its end."""
+        d, features = self.cfg.data, self.meta["columns"]
+        rows = []
+        for name in inputs:
+            values, _ = data.read_series(name, d.columns if d.path else None)
+            if values.shape[1] != len(features):
+                raise RnnlabError(
+                    f"{name}: {values.shape[1]} columns, expected {len(features)}: "
+                    f"{', '.join(features)}"
+                )
+            if len(values) < d.lag:
+                raise RnnlabError(f"{name}: {len(values)} rows, expected at least data.lag={d.lag}")
+            x = data.windows(self._scaler().transform(values), d.lag).astype(np.float32)
+            forecast = self._raw(self.outputs(model, {"x": torch.from_numpy(x).to(self.device)}))
+            where = {"file": Path(name).name} if len(inputs) > 1 else {}
+            for last, value in enumerate(forecast[:, 0].tolist(), start=d.lag):
+                rows.append(where | {"after row": last, "row": last + d.ahead, "forecast": value})
+        return rows
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         pred = self.outputs(model, split).squeeze(-1)
