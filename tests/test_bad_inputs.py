@@ -293,7 +293,7 @@ def test_sentiment_text_with_no_known_word(capsys, runs):
 
 def test_input_for_a_task_that_takes_none(capsys, runs):
     code, _, err = rnnlab(capsys, "predict", str(runs["text-generation"]), "hello")
-    assert_one_line_error(code, err, "text-generation")
+    assert_one_line_error(code, err, "text-generation", "rnnlab generate")
 
 
 def test_readings_in_fewer_columns_than_the_model_reads(capsys, shared_data, tmp_path):

@@ -217,6 +217,13 @@ class TextGeneration(Task):
         # metrics.json carries the monitored val_bpc too (at the best epoch), beside test_bpc.
         return {**self.evaluate(model, "val"), "unigram_bpc": self.unigram_bpc}
 
+    def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
+        """A character model continues text rather than answering inputs: say which command does."""
+        raise RnnlabError(
+            f"task {self.name!r} writes text rather than answering inputs: "
+            "rnnlab generate RUN_DIR --prime TEXT"
+        )
+
     def samples(self, model: nn.Module, prime: str | None = None, **kwargs: Any) -> list[Sample]:
         """Continue ``prime`` (random if None) with :func:`rnnlab.generate.generate`.
 
