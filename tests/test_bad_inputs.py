@@ -42,7 +42,8 @@ Prompts
  27. sentiment text with no known word
  28. input for a task that takes none (text generation)
  47. series of another length than the model learned from (electric-devices predict)
- 48. readings in fewer columns than the model reads (air-quality predict)
+ 48. readings in another number of columns than the model reads (air-quality predict)
+ 49. fewer readings than one window of data.lag rows (air-quality predict)
 Checkpoints
  29. eval of a directory that is not a run
  30. model.json that is not JSON
@@ -296,7 +297,7 @@ def test_input_for_a_task_that_takes_none(capsys, runs):
     assert_one_line_error(code, err, "text-generation", "rnnlab generate")
 
 
-def test_readings_in_fewer_columns_than_the_model_reads(capsys, shared_data, tmp_path):
+def test_readings_that_do_not_fill_the_models_window(capsys, shared_data, tmp_path):
     from rnnlab import tasks
 
     cls = tasks.get_task("air-quality")
@@ -306,6 +307,9 @@ def test_readings_in_fewer_columns_than_the_model_reads(capsys, shared_data, tmp
     hours = _file(tmp_path, "hours.csv", "".join(f"{i}.5\n" for i in range(10)))
     code, _, err = rnnlab(capsys, "predict", str(run), hours)
     assert_one_line_error(code, err, hours, "1 columns, expected 2", "GWoolwich[0]")
+    short = _file(tmp_path, "short.csv", "".join(f"{i}.5,{i}.25\n" for i in range(5)))
+    code, _, err = rnnlab(capsys, "predict", str(run), short)
+    assert_one_line_error(code, err, short, "5 rows", "data.lag=6")
 
 
 def test_series_of_another_length_than_the_model_learned_from(capsys, runs, tmp_path):

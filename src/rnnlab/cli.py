@@ -220,7 +220,8 @@ def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by `rnnlab run`."),
     inputs: list[str] = typer.Argument(
         ...,
-        help="Texts (sentiment), questions (addition, seq2seq) or UCR files (electric-devices).",
+        help="Texts (sentiment), questions (addition, seq2seq), UCR files (electric-devices) or "
+        "CSVs of readings (air-quality).",
     ),
     device: str = Device,
 ) -> None:

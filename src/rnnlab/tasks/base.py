@@ -107,7 +107,7 @@ class Task:
         return {}
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
-        """Answer raw user inputs (texts, questions): one dict of columns per input."""
+        """Answer raw user inputs (texts, questions, files): one dict of columns per answer."""
         raise RnnlabError(f"task {self.name!r} does not answer text inputs; try `rnnlab eval`")
 
     # -- shared helpers ------------------------------------------------------------------------

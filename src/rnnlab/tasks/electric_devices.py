@@ -164,6 +164,7 @@ class ElectricDevices(Classifier):
         d, classes = self.cfg.data, self.meta["classes"]
         rows = []
         for name in inputs:
+            where = {"file": Path(name).name} if len(inputs) > 1 else {}
             given, series = data.read_ucr(name)
             length = self.meta.get("length")  # absent from runs older than this check
             if length is not None and series.shape[1] != length:
@@ -175,7 +176,6 @@ class ElectricDevices(Classifier):
             probs = self.outputs(model, {"x": x.to(self.device)}).softmax(-1).tolist()
             for row, (label, p) in enumerate(zip(given.tolist(), probs, strict=True), start=1):
                 best = max(range(len(p)), key=p.__getitem__)
-                where = {"file": Path(name).name} if len(inputs) > 1 else {}
                 rows.append(
                     where
                     | {"row": row, "given": label, "label": classes[best]}
