@@ -87,6 +87,13 @@ def test_electric_devices_writes_report_and_beats_majority(capsys, shared_data, 
     code, stdout, err = rnnlab(capsys, "predict", str(out), test)
     assert code == 0, err
     assert "given" in stdout and stdout.count("\n") >= len(rows)
+    # --csv writes the same answers at full precision instead of the table
+    code, stdout, err = rnnlab(capsys, "predict", str(out), test, "--csv", str(tmp_path / "a.csv"))
+    assert code == 0 and f"{len(rows)} answers written to" in stdout, err
+    with open(tmp_path / "a.csv", newline="") as f:
+        written = list(csv.DictReader(f))
+    assert [r["label"] for r in written] == [r["label"] for r in rows]
+    assert [float(r["1"]) for r in written] == [r["1"] for r in rows]
 
 
 def test_label_smoothing_is_the_classifiers_training_loss(shared_data, tmp_path):

@@ -224,12 +224,20 @@ def predict(
         "CSVs of readings (air-quality).",
     ),
     device: str = Device,
+    csv_out: Path | None = typer.Option(
+        None, "--csv", help="Write the answers here (CSV, full precision) instead of a table."
+    ),
 ) -> None:
-    """Answer new inputs with a trained model: one table row per input."""
+    """Answer new inputs with a trained model: one table row per answer."""
+    from rnnlab.rundir import write_csv
     from rnnlab.tasks import restore, task_of
 
     task, model = restore(task_of(run_dir), run_dir, device)
     rows = task.predict(model, inputs)
+    if csv_out is not None:
+        write_csv(csv_out, rows)
+        out.print(f"{len(rows)} answers written to {csv_out}")
+        return
     table = Table(show_header=True, header_style="bold")
     for column in rows[0]:
         table.add_column(column)
