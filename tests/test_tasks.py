@@ -142,6 +142,16 @@ def test_sentiment_predicts_labels_for_new_text(capsys, shared_data, tmp_path):
     )
     assert code == 0, stderr
     assert stdout.count("negative") + stdout.count("positive") + stdout.count("neutral") >= 2
+    # texts of unequal lengths answered in one padded batch, as each alone
+    texts = ["the flight was great, thank you", "lost my bag again", "delayed"]
+    task, model = restore(task_of(out), out, "cpu")
+    together = task.predict(model, texts)
+    for text, row in zip(texts, together, strict=True):
+        alone = task.predict(model, [text])[0]
+        assert alone["label"] == row["label"] and alone["text"] == text
+        assert [alone[c] for c in task.meta["classes"]] == pytest.approx(
+            [row[c] for c in task.meta["classes"]], abs=1e-6
+        )
     model_json = json.loads((out / "model.json").read_text())
     assert model_json["task"] == "sentiment" and model_json["classes"] == [
         "negative",

@@ -117,6 +117,15 @@ class Classifier(Task):
         scores["loss"] = float(F.cross_entropy(logits.float(), y))
         return {f"{split}_{k}": v for k, v in scores.items()}
 
+    def answers(self, model: nn.Module, inputs: Batch) -> list[dict[str, Any]]:
+        """New inputs -> per example the likeliest class and every class's probability."""
+        classes = self.meta["classes"]
+        probs = self.outputs(model, inputs).softmax(-1)
+        return [
+            {"label": classes[best]} | dict(zip(classes, p, strict=True))
+            for best, p in zip(probs.argmax(-1).tolist(), probs.tolist(), strict=True)
+        ]
+
     def report(self, run_dir: Path, model: nn.Module) -> dict[str, Any]:
         y = self.splits["test"]["y"]
         _, report = classification(y, self.outputs(model, "test").argmax(-1), self.meta["classes"])
@@ -161,7 +170,7 @@ class ElectricDevices(Classifier):
         """Each input a file of series in the UCR format (its label column may hold any integer
         where the class is unknown): one row per series, the file's label (``given``), the
         predicted class and every class's probability; the file's name too when there are several."""
-        d, classes = self.cfg.data, self.meta["classes"]
+        d = self.cfg.data
         rows = []
         for name in inputs:
             where = {"file": Path(name).name} if len(inputs) > 1 else {}
@@ -173,14 +182,9 @@ class ElectricDevices(Classifier):
                     "the series the model learned from"
                 )
             x = torch.from_numpy(data.series_features(series, d.znorm, d.differences))
-            probs = self.outputs(model, {"x": x.to(self.device)}).softmax(-1).tolist()
-            for row, (label, p) in enumerate(zip(given.tolist(), probs, strict=True), start=1):
-                best = max(range(len(p)), key=p.__getitem__)
-                rows.append(
-                    where
-                    | {"row": row, "given": label, "label": classes[best]}
-                    | dict(zip(classes, p, strict=True))
-                )
+            answers = self.answers(model, {"x": x.to(self.device)})
+            for row, (label, answer) in enumerate(zip(given.tolist(), answers, strict=True), 1):
+                rows.append(where | {"row": row, "given": label} | answer)
         return rows
 
     def build_model(self) -> nn.Module:

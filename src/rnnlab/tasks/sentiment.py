@@ -111,19 +111,16 @@ class Sentiment(Classifier):
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         vocab = Vocabulary.from_json(self.meta["vocab"])
-        rows = []
-        for text in inputs:
-            ids = vocab.encode(text)
+        encoded = [vocab.encode(text) for text in inputs]
+        for text, ids in zip(inputs, encoded, strict=True):
             if not ids:
                 raise RnnlabError(
                     f"text {text!r} has no word of the model's vocabulary; nothing to classify"
                 )
-            x = torch.tensor([ids], device=self.device)
-            with torch.inference_mode():
-                probs = model(x, torch.tensor([len(ids)])).softmax(-1)[0].tolist()
-            best = max(range(len(probs)), key=probs.__getitem__)
-            rows.append(
-                {"text": text, "label": self.meta["classes"][best]}
-                | dict(zip(self.meta["classes"], probs, strict=True))
-            )
-        return rows
+        # one padded batch (0 pads, as in training), run in eval batches with the true lengths
+        lengths = torch.tensor([len(ids) for ids in encoded])
+        x = torch.zeros(len(encoded), int(lengths.max()), dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            x[row, : len(ids)] = torch.tensor(ids)
+        answers = self.answers(model, {"x": x.to(self.device), "lengths": lengths.to(self.device)})
+        return [{"text": text} | answer for text, answer in zip(inputs, answers, strict=True)]
