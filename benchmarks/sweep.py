@@ -28,6 +28,7 @@ from pathlib import Path
 from common import run_main
 
 from rnnlab.compare import compare, mean_std
+from rnnlab.train import lower_is_better
 from rnnlab.tasks import get_task
 
 
@@ -77,7 +78,7 @@ def main() -> None:
             for r in runs:
                 with open(out / r["run_dir"] / "history.csv", newline="") as f:
                     history = [float(row[monitor]) for row in csv.DictReader(f)]
-                best_val.append(min(history) if monitor.endswith("loss") else max(history))
+                best_val.append(min(history) if lower_is_better(monitor) else max(history))
             averaged = table.get(f"ensemble {metric}", {}).get(cell)
             row = {
                 "variant": variant or "(config as is)",
