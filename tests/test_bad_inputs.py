@@ -23,6 +23,7 @@ Configs
  38. an integer too large for the libraries (train.seed=2**32)
  39. more digits than an int64 sum holds (data.digits=19)
  40. a dataset that is not a text for text generation
+ 50. data.asinh_scale that is not above 0
 Data files
  17. a CSV path that does not exist
  18. a CSV row with the wrong number of fields
@@ -174,6 +175,7 @@ def _cases(tmp_path: Path, shared_data: Path) -> dict[str, tuple[list[str], list
             ["model.engine"],
         ),
         "val fraction": ([*AQ, "--set", "data.val_fraction=1.5"], ["data.val_fraction"]),
+        "asinh scale": ([*AQ, "--set", "data.asinh_scale=0.0"], ["data.asinh_scale", "> 0"]),
         "missing csv": ([*AQ, "--set", "data.path='/nope/x.csv'"], ["/nope/x.csv"]),
         "ragged csv": (
             [*AQ, "--set", f"data.path='{ragged}'", "--set", "data.lag=1"],
@@ -261,7 +263,7 @@ CASE_NAMES = [
     "unknown task", "unknown option", "missing argument", "unknown device", "cuda without gpu",
     "missing config", "invalid toml", "unknown section", "config of another task",
     "malformed --set", "unknown key", "wrong type", "negative epochs", "unknown cell",
-    "lecture gru on fused", "val fraction", "missing csv", "ragged csv", "non-numeric ucr",
+    "lecture gru on fused", "val fraction", "asinh scale", "missing csv", "ragged csv", "non-numeric ucr",
     "non-integer labels", "empty text", "truncated gzip", "no text column", "unknown site",
     "wrong digest", "out under a file", "nan lr", "huge seed", "too many digits", "not a text",
     "nan in csv", "nan in ucr", "empty split", "long pair", "out not empty", "data dir a file",

@@ -17,6 +17,7 @@ from rnnlab.data import (
     load_tweets,
     load_ucr,
     persistence,
+    with_asinh,
 )
 from rnnlab.data.tweets import clean
 
@@ -64,6 +65,25 @@ def test_neighbour_sites_add_their_columns_hour_by_hour(shared_data, london):
     np.testing.assert_array_equal(data.y_test, plain.y_test)
     with raises_one_line("LondonAQ.npz", "'Woolwich'", "did you mean 'GWoolwich'"):
         load_air_quality(path, neighbours=("Woolwich",))
+
+
+def test_asinh_scale_adds_each_columns_compressed_view_and_keeps_the_target(shared_data, london):
+    path, lag = shared_data / "LondonAQ.npz", 3
+    data = load_air_quality(path, neighbours=("GWoolwich",), lag=lag, asinh_scale=10.0)
+    plain = load_air_quality(path, neighbours=("GWoolwich",), lag=lag)
+    assert data.columns == plain.columns == ("GEltham[0]", "GWoolwich[0]")
+    assert data.x_train.shape == (35064 - lag, lag, 4) and data.x_test.shape[-1] == 4
+    np.testing.assert_array_equal(data.y_test, plain.y_test)  # still the raw reading
+    np.testing.assert_allclose(data.x_train[..., :2], plain.x_train)
+    # the added columns: asinh(reading / 10), standardised on the training rows
+    raw = np.stack([london["GEltham"][:, 0], london["GWoolwich"][:, 0]], axis=1)
+    view = np.arcsinh(raw / 10.0)
+    expected = (view - view[:35064].mean(axis=0)) / view[:35064].std(axis=0)
+    np.testing.assert_allclose(data.x_test[:, -1, 2:], expected[35064 + lag - 1 : -1], atol=1e-5)
+    # spikes are compressed: the highest hour stands far fewer standard units out than raw
+    assert data.x_train[..., 2].max() < data.x_train[..., 0].max() / 2
+    assert raw.min() < 0 and np.isfinite(view).all()  # defined for the negative readings too
+    assert with_asinh(raw, None) is raw
 
 
 def test_unknown_site_suggests_the_closest(shared_data):

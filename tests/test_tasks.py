@@ -64,6 +64,26 @@ def test_air_quality_run_dir_eval_and_beats_persistence(capsys, shared_data, tmp
     assert "forecast" in stdout and "2001" in stdout
 
 
+def test_air_quality_asinh_view_is_read_again_by_predict(capsys, shared_data, tmp_path):
+    # data.asinh_scale doubles the model's inputs; predict must rebuild them from raw readings
+    out, metrics = _run(
+        capsys, shared_data, tmp_path, "air-quality",
+        "data.train_rows=3000", "data.test_rows=500", "data.neighbours=['GWoolwich']",
+        "data.asinh_scale=10.0", "train.epochs=2", "model.hidden=8",
+    )  # fmt: skip
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["features"] == 4 and meta["columns"] == ["GEltham[0]", "GWoolwich[0]"]
+    assert len(meta["scaler"]["mean"]) == 4
+    with np.load(shared_data / "LondonAQ.npz") as npz:
+        hours = np.stack([npz[s][3000:3500, 0] for s in ("GEltham", "GWoolwich")], axis=1)
+    csv_path = tmp_path / "hours.csv"
+    csv_path.write_text("".join(f"{a!r},{b!r}\n" for a, b in hours.astype(float).tolist()))
+    task, model = restore(task_of(out), out, "cpu")
+    forecast = np.array([r["forecast"] for r in task.predict(model, [str(csv_path)])[:-1]])
+    mse = np.mean((forecast - hours[6:, 0]) ** 2)
+    assert mse == pytest.approx(metrics["test_mse_raw"], rel=1e-4)
+
+
 def test_electric_devices_writes_report_and_beats_majority(capsys, shared_data, tmp_path):
     train, test = ucr_slice(shared_data, tmp_path, 900)
     out, metrics = _run(

@@ -14,6 +14,7 @@ _MODULES = {
         "persistence",
         "read_series",
         "windows",
+        "with_asinh",
     ],
     "rnnlab.data.registry": ["DATASETS", "data_dir", "fetch"],
     "rnnlab.data.text": [

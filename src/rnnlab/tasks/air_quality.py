@@ -41,10 +41,13 @@ class AirQualityData:
     train_rows: int | None = None
     test_rows: int | None = None
     val_fraction: float = 0.1
+    asinh_scale: float | None = None  # also feed each column as asinh(value / S): data.with_asinh
 
     def check(self) -> None:
         check_at_least("data", self, 1, "lag", "ahead", "train_rows", "test_rows")
         check_share("data.val_fraction", self.val_fraction)
+        if self.asinh_scale is not None and not self.asinh_scale > 0:
+            raise RnnlabError(f"config key data.asinh_scale must be > 0, got {self.asinh_scale}")
         if self.path and self.neighbours:
             raise RnnlabError("config key data.neighbours names LondonAQ sites; not with data.path")
 
@@ -64,14 +67,15 @@ class AirQuality(Task):
 
     def load(self) -> None:
         d = self.cfg.data
-        rows = {
+        options = {
             k: v
             for k, v in (("train_rows", d.train_rows), ("test_rows", d.test_rows))
             if v is not None
         }
+        options["asinh_scale"] = d.asinh_scale
         if d.path:
             series = data.load_csv_series(
-                d.path, columns=d.columns, lag=d.lag, ahead=d.ahead, **rows
+                d.path, columns=d.columns, lag=d.lag, ahead=d.ahead, **options
             )
         else:
             npz = data.fetch("london-aq", self.data_dir)["LondonAQ.npz"]
@@ -82,7 +86,7 @@ class AirQuality(Task):
                 lag=d.lag,
                 ahead=d.ahead,
                 neighbours=d.neighbours,
-                **rows,
+                **options,
             )
         # Validation: the last hours of the training period, in time order (no look-ahead).
         n_val = max(1, int(len(series.x_train) * d.val_fraction))
@@ -93,7 +97,7 @@ class AirQuality(Task):
             "test": {"x": torch.from_numpy(series.x_test), "y": torch.from_numpy(series.y_test)},
         }
         self.meta = {
-            "features": len(series.columns),
+            "features": series.x_train.shape[-1],
             "columns": list(series.columns),
             "scaler": {"mean": series.scaler.mean.tolist(), "std": series.scaler.std.tolist()},
         }
@@ -118,18 +122,19 @@ class AirQuality(Task):
         CSV: its ``data.columns``; on the London archive: the site's, then each neighbour's): for
         every ``lag`` rows in a row, the forecast ``ahead`` rows after the last, in the series' units.
         The last row of each file's answer is the forecast beyond its end."""
-        d, features = self.cfg.data, self.meta["columns"]
+        d, columns = self.cfg.data, self.meta["columns"]
         rows = []
         for name in inputs:
             values, _ = data.read_series(name, d.columns if d.path else None)
-            if values.shape[1] != len(features):
+            if values.shape[1] != len(columns):
                 raise RnnlabError(
-                    f"{name}: {values.shape[1]} columns, expected {len(features)}: "
-                    f"{', '.join(features)}"
+                    f"{name}: {values.shape[1]} columns, expected {len(columns)}: "
+                    f"{', '.join(columns)}"
                 )
             if len(values) < d.lag:
                 raise RnnlabError(f"{name}: {len(values)} rows, expected at least data.lag={d.lag}")
-            x = data.windows(self._scaler().transform(values), d.lag).astype(np.float32)
+            table = data.with_asinh(values, d.asinh_scale)
+            x = data.windows(self._scaler().transform(table), d.lag).astype(np.float32)
             forecast = self._raw(self.outputs(model, {"x": torch.from_numpy(x).to(self.device)}))
             where = {"file": Path(name).name} if len(inputs) > 1 else {}
             for last, value in enumerate(forecast[:, 0].tolist(), start=d.lag):
