@@ -28,8 +28,8 @@ from pathlib import Path
 from common import run_main
 
 from rnnlab.compare import compare, mean_std
-from rnnlab.train import lower_is_better
 from rnnlab.tasks import get_task
+from rnnlab.train import lower_is_better
 
 
 def main() -> None:
