@@ -263,11 +263,11 @@ CASE_NAMES = [
     "unknown task", "unknown option", "missing argument", "unknown device", "cuda without gpu",
     "missing config", "invalid toml", "unknown section", "config of another task",
     "malformed --set", "unknown key", "wrong type", "negative epochs", "unknown cell",
-    "lecture gru on fused", "val fraction", "asinh scale", "missing csv", "ragged csv", "non-numeric ucr",
-    "non-integer labels", "empty text", "truncated gzip", "no text column", "unknown site",
-    "wrong digest", "out under a file", "nan lr", "huge seed", "too many digits", "not a text",
-    "nan in csv", "nan in ucr", "empty split", "long pair", "out not empty", "data dir a file",
-    "csv a directory", "pairs a directory",
+    "lecture gru on fused", "val fraction", "asinh scale", "missing csv", "ragged csv",
+    "non-numeric ucr", "non-integer labels", "empty text", "truncated gzip", "no text column",
+    "unknown site", "wrong digest", "out under a file", "nan lr", "huge seed", "too many digits",
+    "not a text", "nan in csv", "nan in ucr", "empty split", "long pair", "out not empty",
+    "data dir a file", "csv a directory", "pairs a directory",
 ]  # fmt: skip
 
 
