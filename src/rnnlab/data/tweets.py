@@ -76,6 +76,16 @@ class Vocabulary:
         return cls(list(data["words"]), bool(data["unk"]))
 
 
+def pad_right(sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Id sequences -> (N, T) int64 ids padded on the right with 0 to the longest, and the (N,)
+    true lengths."""
+    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    tokens = np.zeros((len(sequences), lengths.max(initial=0)), dtype=np.int64)
+    for row, seq in zip(tokens, sequences, strict=True):
+        row[: len(seq)] = seq
+    return tokens, lengths
+
+
 @dataclass
 class TokenSplit:
     """One split: word ids padded on the right with 0, the true lengths, and class ids."""
@@ -87,10 +97,7 @@ class TokenSplit:
 
     @classmethod
     def pack(cls, sequences: list[list[int]], labels: np.ndarray, rows: np.ndarray) -> TokenSplit:
-        lengths = np.array([len(s) for s in sequences], dtype=np.int64)
-        tokens = np.zeros((len(sequences), lengths.max(initial=0)), dtype=np.int64)
-        for row, seq in zip(tokens, sequences, strict=True):
-            row[: len(seq)] = seq
+        tokens, lengths = pad_right(sequences)
         return cls(tokens, lengths, labels.astype(np.int64), rows.astype(np.int64))
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from rnnlab import data
 from rnnlab.config import ManyToOneModel, check_at_least
-from rnnlab.data.tweets import Vocabulary
+from rnnlab.data.tweets import Vocabulary, pad_right
 from rnnlab.errors import RnnlabError
 from rnnlab.models import ManyToOne
 from rnnlab.tasks.electric_devices import Classifier, ClassifierTrain
@@ -117,10 +117,7 @@ class Sentiment(Classifier):
                 raise RnnlabError(
                     f"text {text!r} has no word of the model's vocabulary; nothing to classify"
                 )
-        # one padded batch (0 pads, as in training), run in eval batches with the true lengths
-        lengths = torch.tensor([len(ids) for ids in encoded])
-        x = torch.zeros(len(encoded), int(lengths.max()), dtype=torch.long)
-        for row, ids in enumerate(encoded):
-            x[row, : len(ids)] = torch.tensor(ids)
-        answers = self.answers(model, {"x": x.to(self.device), "lengths": lengths.to(self.device)})
+        # padded as in training, run in eval batches with the true lengths
+        tokens, lengths = (torch.from_numpy(a).to(self.device) for a in pad_right(encoded))
+        answers = self.answers(model, {"x": tokens, "lengths": lengths})
         return [{"text": text} | answer for text, answer in zip(inputs, answers, strict=True)]
