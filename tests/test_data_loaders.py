@@ -84,6 +84,9 @@ def test_asinh_scale_adds_each_columns_compressed_view_and_keeps_the_target(shar
     assert data.x_train[..., 2].max() < data.x_train[..., 0].max() / 2
     assert raw.min() < 0 and np.isfinite(view).all()  # defined for the negative readings too
     assert with_asinh(raw, None) is raw
+    for scale in (0.0, -10.0):  # from Python too, not only through the config's check
+        with raises_one_line("asinh scale must be > 0", str(scale)):
+            with_asinh(raw, scale)
 
 
 def test_unknown_site_suggests_the_closest(shared_data):

@@ -80,8 +80,10 @@ def with_asinh(values: np.ndarray, scale: float | None) -> np.ndarray:
     ordinary hours and compresses the spikes that dominate a standardised column; it is defined for
     negative readings too, unlike a log. The target stays the first raw column.
     """
-    if not scale:
+    if scale is None:
         return values
+    if not scale > 0:  # a negative scale would mirror the view, zero divides by it
+        raise RnnlabError(f"asinh scale must be > 0, got {scale}")
     return np.concatenate([values, np.arcsinh(values / scale)], axis=1)
 
 
