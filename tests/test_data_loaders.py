@@ -206,6 +206,19 @@ def test_ucr_differences_add_each_steps_change_as_a_second_feature(tmp_path):
     np.testing.assert_array_equal(data.x_test[1], [[0, 0], [0, 0], [5, 5]])
 
 
+def test_ucr_sorted_levels_add_each_series_readings_lowest_first(tmp_path):
+    (tmp_path / "X_TRAIN.tsv").write_text("1\t1.0\t3.0\t2.0\n2\t5.0\t0.0\t0.0\n")
+    data = load_ucr(
+        tmp_path / "X_TRAIN.tsv", tmp_path / "X_TRAIN.tsv", differences=True, sorted_levels=True
+    )
+    assert data.x_train.shape == (2, 3, 3)  # reading, change, the series' levels in order
+    np.testing.assert_array_equal(data.x_train[0], [[1, 0, 1], [3, 2, 2], [2, -1, 3]])
+    np.testing.assert_array_equal(data.x_test[1, :, 2], [0, 0, 5])
+    # sorted after z-normalising, so the levels are in the same units as the reading
+    z = load_ucr(tmp_path / "X_TRAIN.tsv", tmp_path / "X_TRAIN.tsv", znorm=True, sorted_levels=True)
+    np.testing.assert_allclose(z.x_train[..., 1], np.sort(z.x_train[..., 0], axis=1))
+
+
 @pytest.mark.parametrize(
     "row, fragments",
     [

@@ -116,6 +116,22 @@ def test_electric_devices_writes_report_and_beats_majority(capsys, shared_data, 
     assert [float(r["1"]) for r in written] == [r["1"] for r in rows]
 
 
+def test_electric_devices_sorted_levels_are_read_again_by_predict(capsys, shared_data, tmp_path):
+    # data.sorted_levels adds a third input; predict must build it again from a file's raw days
+    train, test = ucr_slice(shared_data, tmp_path, 200)
+    out, metrics = _run(
+        capsys, shared_data, tmp_path, "electric-devices",
+        f"data.train='{train}'", f"data.test='{test}'", "data.znorm=true",
+        "data.differences=true", "data.sorted_levels=true", "model.hidden=8", "model.layers=1",
+        "train.epochs=2", "train.batch_size=32",
+    )  # fmt: skip
+    assert json.loads((out / "model.json").read_text())["features"] == 3
+    task, model = restore(task_of(out), out, "cpu")
+    rows = task.predict(model, [test])
+    right = sum(str(r["given"]) == r["label"] for r in rows)
+    assert right / len(rows) == pytest.approx(metrics["test_accuracy"], abs=1e-12)
+
+
 def test_label_smoothing_is_the_classifiers_training_loss(shared_data, tmp_path):
     import torch
     import torch.nn.functional as F

@@ -98,18 +98,27 @@ def _znorm(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
 
 
-def _with_differences(x: np.ndarray) -> np.ndarray:
-    """(N, T) -> (N, T, 2): each reading and its change since the previous one (0 at the start)."""
-    change = np.diff(x, axis=1, prepend=x[:, :1])
-    return np.stack([x, change], axis=-1)
+def series_features(
+    x: np.ndarray, znorm: bool = False, differences: bool = False, sorted_levels: bool = False
+) -> np.ndarray:
+    """(N, T) readings -> (N, T, F) float32 model inputs, per series (new series get the same):
 
-
-def series_features(x: np.ndarray, znorm: bool = False, differences: bool = False) -> np.ndarray:
-    """(N, T) readings -> (N, T, F) float32 model inputs: each series z-normalised if asked, with
-    each step's change as a second feature if asked. Per series, so new series get the same."""
+    - each series z-normalised, if ``znorm``;
+    - the reading itself;
+    - its change since the previous step (0 at the start), if ``differences``: edges without
+      having to learn them;
+    - the series' readings sorted from lowest to highest, if ``sorted_levels``: step t holds the
+      t-th smallest reading, the series' levels whatever their time, which two households that
+      run the same device at other hours share.
+    """
     if znorm:
         x = _znorm(x)
-    return (_with_differences(x) if differences else x[:, :, None]).astype(np.float32)
+    features = [x]
+    if differences:
+        features.append(np.diff(x, axis=1, prepend=x[:, :1]))
+    if sorted_levels:
+        features.append(np.sort(x, axis=1))
+    return np.stack(features, axis=-1).astype(np.float32)
 
 
 def load_ucr(
@@ -117,10 +126,12 @@ def load_ucr(
     test_path: str | Path,
     znorm: bool = False,
     differences: bool = False,
+    sorted_levels: bool = False,
 ) -> ClassificationData:
     """A UCR train/test pair; ``znorm`` normalises each series to mean 0, std 1 (per series, so
     nothing is learned from other rows and no statistic crosses the split); ``differences`` adds
-    each step's change as a second feature, so the recurrent cell sees edges without learning them."""
+    each step's change as a feature, so the recurrent cell sees edges without learning them, and
+    ``sorted_levels`` the series' readings in ascending order (see :func:`series_features`)."""
     y_train, x_train = read_ucr(train_path)
     y_test, x_test = read_ucr(test_path)
     if x_train.shape[1] != x_test.shape[1]:
@@ -135,9 +146,9 @@ def load_ucr(
             f"{test_path}: row {unseen[0] + 1}: label {y_test[unseen[0]]} never occurs in {train_path}"
         )
     return ClassificationData(
-        x_train=series_features(x_train, znorm, differences),
+        x_train=series_features(x_train, znorm, differences, sorted_levels),
         y_train=np.searchsorted(classes, y_train).astype(np.int64),
-        x_test=series_features(x_test, znorm, differences),
+        x_test=series_features(x_test, znorm, differences, sorted_levels),
         y_test=np.searchsorted(classes, y_test).astype(np.int64),
         classes=classes,
     )

@@ -33,7 +33,8 @@ class UCRData:
     train: str | None = None
     test: str | None = None
     znorm: bool = False
-    differences: bool = False  # each step's change as a second input feature
+    differences: bool = False  # each step's change as an input feature
+    sorted_levels: bool = False  # the day's readings, lowest to highest, as an input feature
     val_fraction: float = 0.1
 
     def check(self) -> None:
@@ -152,7 +153,7 @@ class ElectricDevices(Classifier):
                 files["ElectricDevices_TRAIN.tsv"],
                 files["ElectricDevices_TEST.tsv"],
             )
-        ucr = data.load_ucr(train_path, test_path, znorm=d.znorm, differences=d.differences)
+        ucr = data.load_ucr(train_path, test_path, d.znorm, d.differences, d.sorted_levels)
         x, y = torch.from_numpy(ucr.x_train), torch.from_numpy(ucr.y_train)
         keep, held = stratified_holdout(y, d.val_fraction, self.cfg.train.seed)
         self.splits = {
@@ -181,7 +182,8 @@ class ElectricDevices(Classifier):
                     f"{name}: series of {series.shape[1]} readings, expected {length} like "
                     "the series the model learned from"
                 )
-            x = torch.from_numpy(data.series_features(series, d.znorm, d.differences))
+            x = data.series_features(series, d.znorm, d.differences, d.sorted_levels)
+            x = torch.from_numpy(x)
             answers = self.answers(model, {"x": x.to(self.device)})
             for row, (label, answer) in enumerate(zip(given.tolist(), answers, strict=True), 1):
                 rows.append(where | {"row": row, "given": label} | answer)
