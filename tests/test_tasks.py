@@ -207,6 +207,8 @@ def test_sentiment_predicts_labels_for_new_text(capsys, shared_data, tmp_path):
         (["--set", "model.pool='median'"], ["model.pool", "'mean'"]),
         (["--set", "model.cell='transformer'"], ["model.cell", "'lstm'"]),
         (["--set", "train.lr='fast'"], ["train.lr", "number"]),
+        (["--set", "train.lr=0.0"], ["train.lr", "> 0"]),
+        (["--set", "train.clip_norm=-1.0"], ["train.clip_norm", "> 0"]),
         (["--set", "data.path='/no/such/file.csv'"], ["/no/such/file.csv"]),
         (["--config", "/no/such/config.toml"], ["/no/such/config.toml"]),
         (["--set", "epochs=3"], ["epochs=3", "SECTION.KEY=VALUE"]),

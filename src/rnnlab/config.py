@@ -39,6 +39,12 @@ def check_at_least(section: str, config: Any, low: int, *keys: str) -> None:
             raise RnnlabError(f"config key {section}.{key} must be >= {low}, got {value}")
 
 
+def check_positive(key: str, value: float | None) -> None:
+    """A rate or a scale: above 0 (None: not set)."""
+    if value is not None and not value > 0:
+        raise RnnlabError(f"config key {key} must be > 0, got {value}")
+
+
 def check_share(key: str, value: float) -> None:
     """A share of the data (validation, test): strictly between 0 and 1."""
     if not 0.0 < value < 1.0:
@@ -166,12 +172,8 @@ class TrainConfig:
         )
         check_at_least("train", self, 1, *counts)
         check_at_least("train", self, 0, "momentum", "weight_decay", "seed")
-        if self.lr <= 0:
-            raise RnnlabError(f"config key train.lr must be > 0, got {self.lr}")
-        for key in ("clip_norm", "clip_value"):
-            value = getattr(self, key)
-            if value is not None and value <= 0:
-                raise RnnlabError(f"config key train.{key} must be > 0, got {value}")
+        for key in ("lr", "clip_norm", "clip_value"):
+            check_positive(f"train.{key}", getattr(self, key))
 
 
 @dataclass

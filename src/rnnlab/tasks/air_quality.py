@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab import data, plots
-from rnnlab.config import ManyToOneModel, TrainConfig, check_at_least, check_share
+from rnnlab.config import ManyToOneModel, TrainConfig, check_at_least, check_positive, check_share
 from rnnlab.data.airquality import Scaler, persistence
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import regression
@@ -46,8 +46,7 @@ class AirQualityData:
     def check(self) -> None:
         check_at_least("data", self, 1, "lag", "ahead", "train_rows", "test_rows")
         check_share("data.val_fraction", self.val_fraction)
-        if self.asinh_scale is not None and not self.asinh_scale > 0:
-            raise RnnlabError(f"config key data.asinh_scale must be > 0, got {self.asinh_scale}")
+        check_positive("data.asinh_scale", self.asinh_scale)
         if self.path and self.neighbours:
             raise RnnlabError("config key data.neighbours names LondonAQ sites; not with data.path")
 

@@ -17,7 +17,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab import data, distill, plots
-from rnnlab.config import ManyToOneModel, TrainConfig, check_probability, check_share
+from rnnlab.config import (
+    ManyToOneModel,
+    TrainConfig,
+    check_positive,
+    check_probability,
+    check_share,
+)
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import classification, majority_baseline
 from rnnlab.models import ManyToOne
@@ -59,10 +65,7 @@ class ClassifierTrain(TrainConfig):
         super().check()
         check_probability("train.distill_weight", self.distill_weight)
         check_probability("train.label_smoothing", self.label_smoothing)
-        if self.distill_temperature <= 0:
-            raise RnnlabError(
-                f"config key train.distill_temperature must be > 0, got {self.distill_temperature}"
-            )
+        check_positive("train.distill_temperature", self.distill_temperature)
 
 
 def stratified_holdout(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
