@@ -1,5 +1,6 @@
 """Registry, cache and downloads: against the shared copies and a loopback HTTP server."""
 
+import hashlib
 import logging
 import shutil
 import socket
@@ -125,6 +126,28 @@ def test_download_lands_verified_and_is_reused(shared_data, tmp_path, server):
     assert registry.fetch("poetry1", tmp_path)["poetry1.txt.gz"] == path
     assert server.requests == ["/TextGeneration/poetry1.txt.gz"]  # once: the second fetch reused it
     assert [p.name for p in tmp_path.iterdir()] == ["poetry1.txt.gz"]
+
+
+def test_a_file_kept_elsewhere_comes_from_its_own_url_or_through_the_mirror(
+    tmp_path, server, monkeypatch
+):
+    body = b"[PAD]\n[UNK]\nthe\n"
+    file = registry.DataFile(
+        "vocab.txt",
+        "https://models.example/m/resolve/main/vocab.txt",
+        hashlib.sha256(body).hexdigest(),
+    )
+    assert registry.file_url(file) == f"{server.url}/m/resolve/main/vocab.txt"
+    server.files["/m/resolve/main/vocab.txt"] = body[:-1]  # another version: refused
+    with pytest.raises(RnnlabError) as e:
+        registry.fetch_file(file, tmp_path)
+    assert "sha256" in one_line_error(e, "vocab.txt") and list(tmp_path.iterdir()) == []
+    server.files["/m/resolve/main/vocab.txt"] = body
+    assert registry.fetch_file(file, tmp_path).read_bytes() == body
+    monkeypatch.delenv("RNNLAB_DATA_URL")
+    assert registry.file_url(file) == file.url  # no mirror: upstream itself
+    minilm = registry.dataset("minilm").files
+    assert [f.url.split("/")[2] for f in minilm] == ["huggingface.co"] * 2
 
 
 @pytest.mark.parametrize("failure", ["wrong digest", "404", "truncated"])

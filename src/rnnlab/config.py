@@ -203,14 +203,15 @@ class Config:
         return tomli_w.dumps(self.to_dict())
 
     def with_absolute_paths(self) -> Config:
-        """A copy whose data files (``data.path``, ``data.train``, ``data.test``) are absolute.
+        """A copy whose data files (``data.path``, ``train``, ``test``, ``pieces``, ``transfer``)
+        are absolute.
 
         A run's ``config.toml`` keeps them so: ``rnnlab eval`` and ``--resume`` work from any
         directory, not only the one the run started in.
         """
         files = {
             key: str(Path(value).resolve())
-            for key in ("path", "train", "test")
+            for key in ("path", "train", "test", "pieces", "transfer")
             if isinstance(value := getattr(self.data, key, None), str)
         }
         return dataclasses.replace(self, data=dataclasses.replace(self.data, **files))

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from rnnlab import plots
 from rnnlab.config import TrainConfig
-from rnnlab.data.tweets import Vocabulary
+from rnnlab.data.tweets import encoder_from_json
 from rnnlab.errors import RnnlabError
 from rnnlab.models import ManyToOne, last_hidden
 from rnnlab.rundir import write_csv
@@ -342,7 +342,7 @@ class GateTrace:
 def _encode(task: Any, text: str) -> tuple[Tensor, list[str]]:
     """Token ids (T,) of ``text`` as the task reads it, and the tokens as text."""
     if task.name == "sentiment":
-        vocab = Vocabulary.from_json(task.meta["vocab"])
+        vocab = encoder_from_json(task.meta["vocab"])
         ids = vocab.encode(text)  # cleaned as in training; unknown words dropped or <unk>
         if not ids:
             raise RnnlabError(f"--text {text!r}: no word of the model's vocabulary")

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 import pooch
@@ -29,11 +30,13 @@ from rnnlab.data.ucr import check_ucr
 from rnnlab.errors import RnnlabError
 
 DEFAULT_URL = "https://raw.githubusercontent.com/bejar/DLMAI/master"
+MINILM_URL = "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2/resolve/main"
 
 
 @dataclass(frozen=True)
 class DataFile:
-    """One file of a dataset: ``url`` is relative to the upstream base URL."""
+    """One file of a dataset: ``url`` is relative to the upstream base URL, or absolute for a file
+    kept elsewhere (see :func:`file_url`)."""
 
     name: str
     url: str
@@ -85,6 +88,14 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
             "667c0661aa0e653544d2685dec8a09af3dec04a92f31f386b87eff3ca228b32d"),
     _single("poetry4", "text-generation", "TextGeneration/poetry4.txt.gz",
             "8a47172ee68083a0c39c2d418013b4a649fd826acef84ecf46f63722c4344656"),
+    # Not the lab's: the pretrained transformer benchmarks/transformer_teacher.py fine-tunes on
+    # the tweets to teach a recurrent student (its weights and its word pieces).
+    Dataset("minilm", "sentiment", (
+        DataFile("model.safetensors", f"{MINILM_URL}/model.safetensors",
+                 "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", 90868376),
+        DataFile("vocab.txt", f"{MINILM_URL}/vocab.txt",
+                 "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3", 231508),
+    )),
 ]}
 # fmt: on
 
@@ -104,6 +115,15 @@ _resolve_dir = data_dir  # ``fetch``'s argument is also named ``data_dir``
 def base_url() -> str:
     """Upstream base URL: env ``RNNLAB_DATA_URL`` (a mirror, or a test server), else the lab's repo."""
     return os.environ.get("RNNLAB_DATA_URL", DEFAULT_URL).rstrip("/")
+
+
+def file_url(file: DataFile) -> str:
+    """Where ``file`` is downloaded from. A mirror (``RNNLAB_DATA_URL``) serves every file: the
+    lab's under their relative URL, the others under their URL's path."""
+    if "://" not in file.url:
+        return f"{base_url()}/{file.url}"
+    mirror = os.environ.get("RNNLAB_DATA_URL")
+    return mirror.rstrip("/") + urlsplit(file.url).path if mirror else file.url
 
 
 def dataset(name: str) -> Dataset:
@@ -168,7 +188,7 @@ def fetch_file(file: DataFile, directory: Path) -> Path:
         return _verified(path, file.sha256)
     downloaded = not path.is_file()
     if downloaded:
-        url = f"{base_url()}/{file.url}"
+        url = file_url(file)
         known = f"sha256:{file.sha256}" if file.sha256 else None
         bar = DownloadBar(file.name)
         # pooch draws its own bar only with tqdm; over HTTP it takes any object that acts like one.

@@ -3,6 +3,8 @@
 Words are cleaned as the lab does (letters only, lower case, ``@mentions`` dropped) and numbered by
 frequency in the TRAINING split only (the lab counts all tweets, test included). Ids: 0 is padding,
 then ``<unk>`` when ``oov="unk"``, then words from the most frequent; ties go alphabetically.
+Or texts are read as a pretrained transformer's word pieces (:mod:`rnnlab.data.pieces`).
+A transfer set (:func:`load_transfer`) holds texts a teacher labelled with class probabilities.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnlab.data.pieces import WordPieces
 from rnnlab.data.table import read_csv
 from rnnlab.errors import RnnlabError
 
@@ -76,6 +79,12 @@ class Vocabulary:
         return cls(list(data["words"]), bool(data["unk"]))
 
 
+def encoder_from_json(text: str) -> Vocabulary | WordPieces:
+    """A saved model's text encoder: its word vocabulary, or its word pieces."""
+    data = json.loads(text)
+    return WordPieces(data["pieces"]) if "pieces" in data else Vocabulary.from_json(text)
+
+
 def pad_right(sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Id sequences -> (N, T) int64 ids padded on the right with 0 to the longest, and the (N,)
     true lengths."""
@@ -106,7 +115,7 @@ class TextClassificationData:
     train: TokenSplit
     val: TokenSplit
     test: TokenSplit
-    vocab: Vocabulary  # built from the training split only
+    vocab: Vocabulary | WordPieces  # words: built from the training split only
     classes: tuple[str, ...]  # label names; class id k is classes[k] (sorted)
     dropped_empty: int  # texts with no word left after cleaning, dropped before splitting
     dropped_oov: dict[
@@ -141,11 +150,15 @@ def load_tweets(
     oov: str = "drop",
     text_column: str = "text",
     label_column: str = "twsentiment",
+    pieces: WordPieces | None = None,
 ) -> TextClassificationData:
     """Any CSV with a header, a text column and a label column, as padded id sequences.
 
     ``split="stratified"``: 80/10/10 of every class, shuffled with ``seed``; ``"ordered"``: the lab's
     split of the file order. ``oov``: ``"drop"`` unknown words (the lab) or map them to ``"unk"``.
+    ``pieces``: read the raw texts as these word pieces instead of words (``num_words`` and ``oov``
+    unused). Either way a text with no letters is left out before the split, so words and pieces
+    split the same texts alike: pieces read exactly the texts words read with ``oov="unk"``.
     """
     if split not in ("stratified", "ordered"):
         raise RnnlabError(f"split={split!r}: expected 'stratified' or 'ordered'")
@@ -172,13 +185,75 @@ def load_tweets(
     y = np.array([index[body[i][1][c].strip()] for i in kept], dtype=np.int64)
 
     parts = _split(y, split, seed)
-    vocab = Vocabulary.build((documents[i] for i in parts[0]), num_words, unk=oov == "unk")
+    vocab: Vocabulary | WordPieces
+    if pieces is None:
+        vocab = Vocabulary.build((documents[i] for i in parts[0]), num_words, unk=oov == "unk")
+        encoded = [vocab.encode_words(words) for words in documents]
+    else:
+        vocab = pieces
+        encoded = pieces.encode_batch([body[i][1][t] for i in kept])
     splits, dropped = [], {}
     for name, idx in zip(("train", "val", "test"), parts, strict=True):
-        sequences = [vocab.encode_words(documents[i]) for i in idx]
+        sequences = [encoded[i] for i in idx]
         keep = np.array([len(s) > 0 for s in sequences], dtype=bool)
         dropped[name] = int((~keep).sum())
         splits.append(TokenSplit.pack([s for s in sequences if s], y[idx][keep], kept[idx][keep]))
     return TextClassificationData(
         *splits, vocab, classes, dropped_empty=len(body) - len(kept), dropped_oov=dropped
     )
+
+
+def load_transfer(
+    path: str | Path, classes: tuple[str, ...], encoder: Vocabulary | WordPieces
+) -> tuple[TokenSplit, np.ndarray, int]:
+    """A transfer set: a CSV with a ``text`` column and one column per class holding a teacher's
+    probability of it (written by ``benchmarks/transformer_teacher.py``).
+
+    Returns the texts encoded as ``encoder`` reads them (labels: each text's likeliest class), the
+    (N, classes) probabilities, and how many texts were left out with nothing to read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RnnlabError(f"config key data.transfer: {path} is not a file")
+    columns = ("text", *classes)
+    rows = read_csv(path, f"a CSV with columns {', '.join(map(repr, columns))}")
+    (_, header), body = rows[0], rows[1:]
+    if sorted(header) != sorted(columns):
+        raise RnnlabError(
+            f"{path}: columns {', '.join(map(repr, header))}; expected 'text' and one probability "
+            f"per class: {', '.join(map(repr, classes))}"
+        )
+    if not body:
+        raise RnnlabError(f"{path}: no texts below the header")
+    t = header.index("text")
+    at = [header.index(c) for c in classes]
+    probs = np.empty((len(body), len(classes)), dtype=np.float32)
+    for n, (line, fields) in enumerate(body):
+        if not fields[t].strip():
+            raise RnnlabError(f"{path}: line {line}, column 'text': empty text")
+        for k, column in enumerate(at):
+            try:
+                probs[n, k] = float(fields[column])
+            except ValueError:
+                probs[n, k] = np.nan
+            if not 0.0 <= probs[n, k] <= 1.0:
+                raise RnnlabError(
+                    f"{path}: line {line}, column '{header[column]}': {fields[column]!r} is not a "
+                    "probability (a number from 0 to 1)"
+                )
+        if abs(probs[n].sum() - 1.0) > 1e-3:
+            raise RnnlabError(
+                f"{path}: line {line}: the class probabilities sum to {probs[n].sum():.6g}, not 1"
+            )
+    if isinstance(encoder, WordPieces):
+        sequences = encoder.encode_batch([fields[t] for _, fields in body])
+    else:
+        sequences = [encoder.encode(fields[t]) for _, fields in body]
+    keep = np.array([len(s) > 0 for s in sequences], dtype=bool)
+    if not keep.any():
+        raise RnnlabError(f"{path}: no text has a word of the model's vocabulary")
+    rows_kept = np.flatnonzero(keep)
+    split = TokenSplit.pack(
+        [s for s in sequences if s], probs[keep].argmax(1), rows_kept.astype(np.int64)
+    )
+    return split, probs[keep], int((~keep).sum())

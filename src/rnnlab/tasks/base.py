@@ -212,6 +212,7 @@ def _run(
     prepared = task.prepare_training()
     if prepared:
         console.print(prepared, soft_wrap=True, markup=False, highlight=False)
+    sizes["train"] = len(next(iter(task.splits["train"].values())))  # a transfer set's, if any
     seed_everything(cfg.train.seed)  # the model's initial weights do not depend on data loading
     model = task.build_model()
     made = str(out if resume else new_run_dir(cfg.task, out)) if main else None

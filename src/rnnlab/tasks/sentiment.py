@@ -1,6 +1,9 @@
 """Lab task 3: is this airline tweet negative, neutral or positive? (many-to-one over words).
 
-Data: the lab's cleaned tweets as word ids of the ``num_words`` most frequent training words.
+Data: the lab's cleaned tweets as word ids of the ``num_words`` most frequent training words, or
+(``data.pieces``) the raw tweets as a pretrained transformer's word pieces. A transfer set
+(``data.transfer``: texts a fine-tuned transformer labelled, ``benchmarks/transformer_teacher.py``)
+can stand in for the training tweets: the model then learns the teacher's probabilities.
 Model: a word embedding, an LSTM over each tweet's true length (packed, not the lab's left padding),
 a linear layer from the last state to the three classes.
 What it learned: accuracy and macro-F1 on held-out tweets, a confusion matrix; ``rnnlab predict``
@@ -17,7 +20,8 @@ from torch import nn
 
 from rnnlab import data
 from rnnlab.config import ManyToOneModel, check_at_least
-from rnnlab.data.tweets import Vocabulary, pad_right
+from rnnlab.data.pieces import WordPieces
+from rnnlab.data.tweets import encoder_from_json, load_transfer, pad_right
 from rnnlab.errors import RnnlabError
 from rnnlab.models import ManyToOne
 from rnnlab.tasks.electric_devices import Classifier, ClassifierTrain
@@ -36,6 +40,12 @@ class TweetsData:
     # The stratified split's shuffle, apart from train.seed: runs of other seeds share a test set.
     split_seed: int = 0
     oov: Literal["drop", "unk"] = "drop"
+    # A WordPiece vocabulary (BERT's vocab.txt): tweets read as its pieces, not as cleaned words
+    # (num_words and oov then unused).
+    pieces: str | None = None
+    # A CSV of texts with each class's probability from a teacher: trained on in place of the
+    # training tweets, toward those probabilities (train.distill_weight, train.distill_temperature).
+    transfer: str | None = None
 
     def check(self) -> None:
         check_at_least("data", self, 1, "num_words")
@@ -72,8 +82,9 @@ class Sentiment(Classifier):
     def load(self) -> None:
         d = self.cfg.data
         path = d.path or data.fetch("airlines", self.data_dir)["Airlines.csv"]
+        pieces = WordPieces.read(d.pieces) if d.pieces else None
         tweets = data.load_tweets(
-            path, d.num_words, d.split, d.split_seed, d.oov, d.text_column, d.label_column
+            path, d.num_words, d.split, d.split_seed, d.oov, d.text_column, d.label_column, pieces
         )
         self.splits = {
             name: {
@@ -87,9 +98,37 @@ class Sentiment(Classifier):
         self.dropped = _dropped_note(tweets.dropped_empty, tweets.dropped_oov)
 
     def prepare_training(self) -> str | None:
-        """Says which texts were left out (none of their words is known), beside any teachers."""
-        lines = [self.dropped, super().prepare_training()]
+        """Says which texts were left out (none of their words is known), beside any teachers;
+        reads the transfer set in place of the training tweets."""
+        lines = [self.dropped, self.read_transfer(), super().prepare_training()]
         return "\n".join(line for line in lines if line) or None
+
+    def read_transfer(self) -> str | None:
+        path, t = self.cfg.data.transfer, self.cfg.train
+        if path is None:
+            return None
+        if t.teachers:
+            raise RnnlabError(
+                "config keys data.transfer and train.teachers both give soft targets; use one"
+            )
+        tweets = len(self.splits["train"]["y"])
+        split, probs, empty = load_transfer(
+            path, tuple(self.meta["classes"]), encoder_from_json(self.meta["vocab"])
+        )
+        soft = (torch.from_numpy(probs).clamp_min(1e-12).log() / t.distill_temperature).softmax(-1)
+        self.splits["train"] = {
+            "x": torch.from_numpy(split.tokens),
+            "lengths": torch.from_numpy(split.lengths),
+            "y": torch.from_numpy(split.labels),
+            "soft": soft,
+        }
+        self.to(self.device)
+        left_out = f", {empty} with no word to read left out" if empty else ""
+        return (
+            f"trained on the transfer set {path}: {len(soft):,} texts{left_out}, in place of the "
+            f"{tweets:,} training tweets, toward its probabilities (weight {t.distill_weight}, "
+            f"temperature {t.distill_temperature})"
+        )
 
     def train_batches(self) -> Batches:
         """Tweets of similar lengths batched together: far less padding to run through the LSTM."""
@@ -100,7 +139,7 @@ class Sentiment(Classifier):
 
     def build_model(self) -> nn.Module:
         m = self.cfg.model
-        vocab = Vocabulary.from_json(self.meta["vocab"])
+        vocab = encoder_from_json(self.meta["vocab"])
         return ManyToOne(
             m.embedding,
             len(self.meta["classes"]),
@@ -110,7 +149,7 @@ class Sentiment(Classifier):
         )
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
-        vocab = Vocabulary.from_json(self.meta["vocab"])
+        vocab = encoder_from_json(self.meta["vocab"])
         encoded = [vocab.encode(text) for text in inputs]
         for text, ids in zip(inputs, encoded, strict=True):
             if not ids:
