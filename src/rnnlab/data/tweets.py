@@ -66,6 +66,9 @@ class Vocabulary:
         """Raw text -> ids, cleaned as the training tweets."""
         return self.encode_words(clean(text))
 
+    def encode_batch(self, texts: Iterable[str]) -> list[list[int]]:
+        return [self.encode(text) for text in texts]
+
     def decode(self, ids: Iterable[int]) -> str:
         words = self.reserved + self.words
         return " ".join(words[i] for i in ids if i != 0)
@@ -245,10 +248,7 @@ def load_transfer(
             raise RnnlabError(
                 f"{path}: line {line}: the class probabilities sum to {probs[n].sum():.6g}, not 1"
             )
-    if isinstance(encoder, WordPieces):
-        sequences = encoder.encode_batch([fields[t] for _, fields in body])
-    else:
-        sequences = [encoder.encode(fields[t]) for _, fields in body]
+    sequences = encoder.encode_batch([fields[t] for _, fields in body])
     keep = np.array([len(s) > 0 for s in sequences], dtype=bool)
     if not keep.any():
         raise RnnlabError(f"{path}: no text has a word of the model's vocabulary")
