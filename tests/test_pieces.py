@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, rnnlab
 from conftest import raises_one_line
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnnlab import data
 from rnnlab.data.pieces import WordPieces
@@ -27,6 +29,9 @@ SIGNAL = {"positive": "good", "negative": "bad", "neutral": "what"}
 NEW = {"positive": "thanks", "negative": "delayed", "neutral": "where"}  # in no tweet
 FILLER = ["the", "flight", "was", "crew", "on", "time", "gate", "is", "it"]
 CLASSES = ("negative", "neutral", "positive")
+
+
+TINY = WordPieces(PIECES)
 
 
 def write_vocab(tmp_path: Path, lines: list[str] = PIECES) -> Path:
@@ -58,6 +63,17 @@ def test_words_split_into_the_longest_known_pieces_after_bert_normalising(tmp_pa
     again = encoder_from_json(pieces.to_json())
     assert isinstance(again, WordPieces)
     assert again.encode_batch(["good crew", "late"]) == pieces.encode_batch(["good crew", "late"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_any_text_becomes_known_pieces_or_none(text):
+    ids = TINY.encode(text)
+    assert all(1 <= i < len(TINY) for i in ids)
+    if any(c.isalnum() for c in text):
+        assert ids  # a word no piece spells is still read, as [UNK]
+    if not text.strip():
+        assert ids == []
 
 
 @pytest.mark.parametrize(
