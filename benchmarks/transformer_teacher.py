@@ -3,10 +3,9 @@ recurrent student (knowledge distillation from BERT, Tang et al. 2019).
 
     pip install -e ".[teacher]"
     python benchmarks/transformer_teacher.py --data-dir DATA --out runs/teacher
-    rnnlab run sentiment --config configs/sentiment-distilled.toml \\
-        --set "data.pieces='runs/teacher/vocab.txt'" --set "data.transfer='runs/teacher/transfer.csv'"
+    rnnlab run sentiment --config configs/sentiment-distilled.toml   # reads runs/teacher/
 
-The 11,701 training tweets alone do not teach a recurrent model more than ~0.81 on the stratified
+The 11,711 training tweets alone do not teach a recurrent model much above 0.80 on the stratified
 split (benchmarks/RESULTS.md); a transformer pretrained on a billion sentence pairs knows English
 beyond them. The teacher is all-MiniLM-L6-v2 (6 layers, 22.7 M parameters; fetched from upstream
 into the data directory and verified by digest, as `rnnlab data fetch minilm`), read through its
@@ -20,7 +19,7 @@ It reads rnnlab's own split of the tweets (``data.split='stratified'``, ``data.s
 the validation and test tweets are never trained on or copied. Writes to ``--out``:
 ``transfer.csv`` (``text`` and each class's probability), ``vocab.txt`` (the teacher's word pieces,
 for the student's ``data.pieces``) and ``teacher.json`` (accuracy per epoch on validation and
-test, seconds, settings). About 13 min of fine-tuning and 24 min of labelling on a 2-core CPU.
+test, seconds, settings). On a 2-core CPU: 13-22 min of fine-tuning, 15-24 min of labelling.
 """
 
 from __future__ import annotations

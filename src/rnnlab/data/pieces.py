@@ -77,7 +77,7 @@ class WordPieces:
         return len(self.pieces) + 1  # and the padding id 0
 
     def encode(self, text: str) -> list[int]:
-        """Raw text -> piece ids (empty only for a text with nothing but spaces)."""
+        """Raw text -> piece ids (empty only for a text of spaces and control characters)."""
         return self.encode_batch([text])[0]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
