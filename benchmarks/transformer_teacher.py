@@ -7,7 +7,7 @@ recurrent student (knowledge distillation from BERT, Tang et al. 2019).
 
 The 11,711 training tweets alone do not teach a recurrent model much above 0.80 on the stratified
 split (benchmarks/RESULTS.md); a transformer pretrained on a billion sentence pairs knows English
-beyond them. The teacher is all-MiniLM-L6-v2 (6 layers, 22.7 M parameters; fetched from upstream
+beyond them. The teacher is all-MiniLM-L6-v2 (6 layers, 22.6 M parameters as used here; fetched from upstream
 into the data directory and verified by digest, as `rnnlab data fetch minilm`), read through its
 mean-pooled last layer and a new linear head, fine-tuned on the training tweets: AdamW lr 5e-5,
 weight decay 0.01, batch 32, 6 % warm-up then linear decay, clipping at norm 1, 2 epochs, texts cut
@@ -193,6 +193,8 @@ def teach(args: argparse.Namespace) -> None:
     check_pieces(inputs, minilm["vocab.txt"], [rows[r][1][column] for r in range(1, len(rows))])
 
     model = Teacher(bert(minilm["model.safetensors"], len(inputs.pieces.pieces)), 3)
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"teacher: {parameters:,} parameters", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     n, b = len(texts["train"]), 32
     steps = args.epochs * -(-n // b)
@@ -245,6 +247,7 @@ def teach(args: argparse.Namespace) -> None:
         args.out / "teacher.json",
         {
             "model": "sentence-transformers/all-MiniLM-L6-v2",
+            "parameters": parameters,
             "history": history,
             "train_seconds": round(train_seconds, 1),
             "label_seconds": round(label_seconds, 1),
