@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from rnnlab import data
 from rnnlab.data.pieces import WordPieces
 from rnnlab.data.table import read_csv
 from rnnlab.errors import RnnlabError
-from rnnlab.rundir import write_csv, write_json
+from rnnlab.rundir import write_csv, write_json, write_text
 
 MAX_PIECES = 64  # the teacher's input, [CLS] and [SEP] included
 
@@ -166,6 +165,12 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--limit", type=int, default=None, help="only the first N training tweets")
     args = p.parse_args()
+    for name, least in (("epochs", 1), ("copies", 0), ("limit", 1)):
+        value = getattr(args, name)
+        if value is not None and value < least:
+            p.error(f"--{name} {value}: expected at least {least}")
+    if not args.lr > 0:
+        p.error(f"--lr {args.lr}: expected a number above 0")
     try:
         teach(args)
     except RnnlabError as err:
@@ -242,7 +247,7 @@ def teach(args: argparse.Namespace) -> None:
             for t, p in zip(transfer, probs.tolist(), strict=True)
         ],
     )
-    shutil.copyfile(minilm["vocab.txt"], args.out / "vocab.txt")
+    write_text(args.out / "vocab.txt", minilm["vocab.txt"].read_text(encoding="utf-8"))
     write_json(
         args.out / "teacher.json",
         {

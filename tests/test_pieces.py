@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import subprocess
 import sys
 from pathlib import Path
 
@@ -261,3 +262,21 @@ def test_the_teachers_inputs_and_copies(tmp_path):
         at = [text.split().index(w) for w in copy.split()]
         assert at and at == sorted(set(at))
     assert any(len(c.split()) <= 5 for c in copies) and any(c == text for c in copies)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "--epochs 0: expected at least 1"),
+        (["--copies", "-1"], "--copies -1: expected at least 0"),
+        (["--lr", "0"], "--lr 0.0: expected a number above 0"),
+    ],
+)
+def test_the_teacher_refuses_bad_settings_before_any_work(tmp_path, args, message):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "transformer_teacher.py"
+    out = tmp_path / "teacher"
+    done = subprocess.run(
+        [sys.executable, str(script), "--out", str(out), *args], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not out.exists()
