@@ -77,7 +77,11 @@ def soft_targets(task: Task, runs: Sequence[Path], temperature: float) -> Tensor
                 f"{theirs.get(key)!r}, this run has {ours[key]!r}; teachers must read the same data"
             )
         members.append(model)
-    log_p = task.outputs(Ensemble(members, "probabilities").eval(), "train")
+    return soften(task.outputs(Ensemble(members, "probabilities").eval(), "train"), temperature)
+
+
+def soften(log_p: Tensor, temperature: float) -> Tensor:
+    """Soft targets ``softmax(log p / T)`` from class log-probabilities ``log_p``."""
     return (log_p / temperature).softmax(-1)
 
 

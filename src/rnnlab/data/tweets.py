@@ -230,24 +230,28 @@ def load_transfer(
         raise RnnlabError(f"{path}: no texts below the header")
     t = header.index("text")
     at = [header.index(c) for c in classes]
-    probs = np.empty((len(body), len(classes)), dtype=np.float32)
-    for n, (line, fields) in enumerate(body):
+    for line, fields in body:
         if not fields[t].strip():
             raise RnnlabError(f"{path}: line {line}, column 'text': empty text")
-        for k, column in enumerate(at):
-            try:
-                probs[n, k] = float(fields[column])
-            except ValueError:
-                probs[n, k] = np.nan
-            if not 0.0 <= probs[n, k] <= 1.0:
-                raise RnnlabError(
-                    f"{path}: line {line}, column '{header[column]}': {fields[column]!r} is not a "
-                    "probability (a number from 0 to 1)"
-                )
-        if abs(probs[n].sum() - 1.0) > 1e-3:
-            raise RnnlabError(
-                f"{path}: line {line}: the class probabilities sum to {probs[n].sum():.6g}, not 1"
-            )
+    cells = np.array([[fields[c] for c in at] for _, fields in body])
+    try:  # all at once; one cell at a time only to find a bad one
+        probs = cells.astype(np.float64)
+    except ValueError:
+        probs = np.vectorize(_number, otypes=[np.float64])(cells)
+    bad = ~((probs >= 0.0) & (probs <= 1.0))  # NaN and words too
+    if bad.any():
+        n, k = np.argwhere(bad)[0]
+        raise RnnlabError(
+            f"{path}: line {body[n][0]}, column '{classes[k]}': {cells[n, k]!r} is not a "
+            "probability (a number from 0 to 1)"
+        )
+    off = np.flatnonzero(np.abs(probs.sum(1) - 1.0) > 1e-3)
+    if off.size:
+        n = off[0]
+        raise RnnlabError(
+            f"{path}: line {body[n][0]}: the class probabilities sum to {probs[n].sum():.6g}, not 1"
+        )
+    probs = probs.astype(np.float32)
     sequences = encoder.encode_batch([fields[t] for _, fields in body])
     keep = np.array([len(s) > 0 for s in sequences], dtype=bool)
     if not keep.any():
@@ -257,3 +261,10 @@ def load_transfer(
         [s for s in sequences if s], probs[keep].argmax(1), rows_kept.astype(np.int64)
     )
     return split, probs[keep], int((~keep).sum())
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")

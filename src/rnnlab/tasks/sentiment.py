@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from rnnlab import data
+from rnnlab import data, distill
 from rnnlab.config import ManyToOneModel, check_at_least
 from rnnlab.data.pieces import WordPieces
 from rnnlab.data.tweets import encoder_from_json, load_transfer, pad_right
@@ -115,7 +115,8 @@ class Sentiment(Classifier):
         split, probs, empty = load_transfer(
             path, tuple(self.meta["classes"]), encoder_from_json(self.meta["vocab"])
         )
-        soft = (torch.from_numpy(probs).clamp_min(1e-12).log() / t.distill_temperature).softmax(-1)
+        # a probability of 0 is log -inf, which softens back to 0
+        soft = distill.soften(torch.from_numpy(probs).log(), t.distill_temperature)
         self.splits["train"] = {
             "x": torch.from_numpy(split.tokens),
             "lengths": torch.from_numpy(split.lengths),
