@@ -11,8 +11,9 @@ matmuls (recurrent and linear, forward and backward, as ``lab_tasks.py`` counts 
 epoch). Then a bare ``torch.mm`` of the widest recurrent layer's gate shape, (batch x (inputs +
 hidden)) @ ((inputs + hidden) x gates), in both precisions: a fused recurrent kernel does the same
 matmuls and more (gates, the backward's elementwise work), so the step's matmuls at the bare rate
-are a floor under the task's training time, printed for the config's epochs. Needs a CPU with
-bf16 instructions (AVX-512-BF16 or AMX).
+are a floor under the task's training time, printed for the config's epochs, beside the whole
+step's time at its fastest for as many steps (the training alone, before loading, validations and
+the report). Needs a CPU with bf16 instructions (AVX-512-BF16 or AMX).
 """
 
 from __future__ import annotations
@@ -88,12 +89,14 @@ def main() -> None:
         for precision, seconds in times.items():
             seconds.append(time_steps(step, precision, args.steps))
     size = cfg.train.batch_size
+    steps = len(batches) * cfg.train.epochs
     print(f"{args.task}, batch {size}: {flops / 1e6:.0f} MFLOP of matmuls a step, on average")
     for precision, seconds in times.items():
         fastest, median = min(seconds), statistics.median(seconds)
         print(
             f"  {precision}: fastest {fastest * 1e3:.2f} ms, median {median * 1e3:.2f} ms a step "
-            f"({flops / fastest / 1e9:.0f} GFLOP/s at the fastest)"
+            f"({flops / fastest / 1e9:.0f} GFLOP/s at the fastest); {steps:,} steps "
+            f"({cfg.train.epochs} epochs) of the whole step at the fastest: {steps * fastest:.1f} s"
         )
     (f32, b16) = times.values()
     print(
@@ -104,7 +107,6 @@ def main() -> None:
     layers = [m for m in model.modules() if isinstance(m, Recurrent)]
     widest = max(layers, key=lambda m: m.input_size + m.hidden_size)
     k, n = widest.input_size + widest.hidden_size, GATES[widest.cell] * widest.hidden_size
-    steps = len(batches) * cfg.train.epochs
     for dtype in (torch.float32, torch.bfloat16):
         rate = matmul_rate(size, k, n, dtype)
         print(
