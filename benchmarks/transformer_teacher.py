@@ -7,13 +7,14 @@ recurrent student (knowledge distillation from BERT, Tang et al. 2019).
 
 The 11,711 training tweets alone do not teach a recurrent model much above 0.80 on the stratified
 split (benchmarks/RESULTS.md); a transformer pretrained on a billion sentence pairs knows English
-beyond them. The teacher is all-MiniLM-L6-v2 (6 layers, 22.6 M parameters as used here; fetched from upstream
-into the data directory and verified by digest, as `rnnlab data fetch minilm`), read through its
-mean-pooled last layer and a new linear head, fine-tuned on the training tweets: AdamW lr 5e-5,
-weight decay 0.01, batch 32, 6 % warm-up then linear decay, clipping at norm 1, 2 epochs, texts cut
-at 64 pieces. It then labels the transfer set: every training tweet and ``--copies`` altered
-copies of each (with probability 0.25 a random span of 1-5 words, then each word dropped with
-probability 0.1), so the student sees the teacher's answer on many more texts than there are labels.
+beyond them. The teacher is all-MiniLM-L6-v2 (6 layers, 22.6 M parameters as used here; fetched
+from upstream into the data directory and verified by digest, as `rnnlab data fetch minilm`), read
+through its mean-pooled last layer and a new linear head, fine-tuned on the training tweets: AdamW
+lr 5e-5, weight decay 0.01, batch 32, 6 % warm-up then linear decay, clipping at norm 1, 2 epochs,
+texts cut at 64 pieces. It then labels the transfer set: every training tweet and ``--copies``
+altered copies of each (with probability 0.25 a random span of 1-5 words, then each word dropped
+with probability 0.1), so the student sees the teacher's answer on many more texts than there are
+labels.
 
 It reads rnnlab's own split of the tweets (``data.split='stratified'``, ``data.split_seed=0``):
 the validation and test tweets are never trained on or copied. Writes to ``--out``:
@@ -37,6 +38,7 @@ from torch import Tensor, nn
 from rnnlab import data
 from rnnlab.data.pieces import WordPieces
 from rnnlab.data.table import read_csv
+from rnnlab.data.tweets import pad_right
 from rnnlab.errors import RnnlabError
 from rnnlab.rundir import write_csv, write_json, write_text
 
@@ -97,10 +99,8 @@ class Inputs:
 
     @staticmethod
     def batch(encoded: list[list[int]]) -> tuple[Tensor, Tensor]:
-        width = max(len(e) for e in encoded)
-        ids = torch.zeros(len(encoded), width, dtype=torch.long)  # [PAD] is piece 0
-        for row, e in zip(ids, encoded, strict=True):
-            row[: len(e)] = torch.tensor(e)
+        """Padded ids and the attention mask ([PAD] is piece 0, as rnnlab pads)."""
+        ids = torch.from_numpy(pad_right(encoded)[0])
         return ids, (ids != 0).long()
 
 

@@ -86,7 +86,9 @@ class WordPieces:
         return [e.ids for e in encoded]
 
     def decode(self, ids: Sequence[int]) -> str:
+        """Piece ids -> the pieces, space-separated (padding skipped)."""
         return " ".join(self.pieces[i - 1] for i in ids if i != 0)
 
     def to_json(self) -> str:
+        """The piece list, as ``model.json`` keeps it (read back by ``encoder_from_json``)."""
         return json.dumps({"pieces": self.pieces})

@@ -67,6 +67,7 @@ class Vocabulary:
         return self.encode_words(clean(text))
 
     def encode_batch(self, texts: Iterable[str]) -> list[list[int]]:
+        """Many raw texts -> ids (as :meth:`WordPieces.encode_batch`)."""
         return [self.encode(text) for text in texts]
 
     def decode(self, ids: Iterable[int]) -> str:
