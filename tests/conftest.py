@@ -1,4 +1,4 @@
-"""Shared fixtures: the lab's datasets, read-only, in the folder beside the repository."""
+"""Shared fixtures: the lab's datasets, read-only, and helpers for one-line errors."""
 
 import os
 from collections.abc import Iterator
@@ -7,21 +7,46 @@ from pathlib import Path
 
 import pytest
 
+from rnnlab.data import registry
 from rnnlab.errors import RnnlabError
+
+# The lab's datasets the tests read (the addition task generates its own data).
+LAB_DATASETS = ("london-aq", "electric-devices", "airlines", "poetry1", "poetry2")
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The lab's data files: env ``RNNLAB_TEST_DATA``, else ``<repo>/../shared/data``."""
+    """The folder holding the lab's data files.
+
+    Env ``RNNLAB_TEST_DATA``, else ``<repo>/../shared/data`` where a checkout has the lab's copies
+    beside it; on a fresh machine, the data directory the package itself uses (``RNNLAB_DATA``,
+    else the user cache), where the registry downloads what is missing once, digests checked.
+    """
     default = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    path = Path(os.environ.get("RNNLAB_TEST_DATA", default))
-    if not (path / "SHA256SUMS").is_file():
-        pytest.fail(
-            f"lab datasets not found in {path}: set RNNLAB_TEST_DATA to the folder holding "
-            "LondonAQ.npz, Airlines.csv, ... and SHA256SUMS",
-            pytrace=False,
-        )
+    given = os.environ.get("RNNLAB_TEST_DATA")
+    if given or (default / "SHA256SUMS").is_file():
+        path = Path(given or default)
+        if not (path / "SHA256SUMS").is_file():
+            pytest.fail(
+                f"RNNLAB_TEST_DATA={path}: no SHA256SUMS there; point it at the folder holding "
+                "LondonAQ.npz, Airlines.csv, ... and SHA256SUMS, or unset it to download them",
+                pytrace=False,
+            )
+        return path
+    path = registry.data_dir()
+    try:
+        for name in LAB_DATASETS:
+            registry.fetch(name, path)
+    except RnnlabError as err:
+        pytest.fail(f"the lab's datasets could not be fetched into {path}: {err}", pytrace=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def electric_files(shared_data: Path) -> tuple[Path, Path]:
+    """ElectricDevices' TRAIN and TEST files: the UCR ``.tsv`` copies, or the lab's ``.csv``."""
+    train, test = registry.fetch("electric-devices", shared_data).values()
+    return train, test
 
 
 @contextmanager

@@ -5,15 +5,18 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from rnnlab.data.registry import fetch
+
 VERSE = "merry are the bells,\nand merry would they ring;\n"
 
 
 def ucr_slice(shared_data: Path, tmp_path: Path, rows: int) -> tuple[str, str]:
     """About ``rows`` evenly spaced rows of each ElectricDevices split (every class stays in)."""
     paths = []
-    for split in ("TRAIN", "TEST"):
-        lines = (shared_data / f"ElectricDevices_{split}.tsv").read_text().splitlines()
-        path = tmp_path / f"ED_{split}.tsv"
+    sources = fetch("electric-devices", shared_data).values()
+    for split, source in zip(("TRAIN", "TEST"), sources, strict=True):
+        lines = source.read_text().splitlines()
+        path = tmp_path / f"ED_{split}{source.suffix}"
         path.write_text("\n".join(lines[:: max(1, len(lines) // rows)]) + "\n")
         paths.append(str(path))
     return paths[0], paths[1]

@@ -151,11 +151,8 @@ class ElectricDevices(Classifier):
         if d.train:
             train_path, test_path = d.train, d.test
         else:
-            files = data.fetch("electric-devices", self.data_dir)
-            train_path, test_path = (
-                files["ElectricDevices_TRAIN.tsv"],
-                files["ElectricDevices_TEST.tsv"],
-            )
+            # The UCR archive's .tsv copies where present, else the lab's .csv: TRAIN, then TEST.
+            train_path, test_path = data.fetch("electric-devices", self.data_dir).values()
         ucr = data.load_ucr(train_path, test_path, d.znorm, d.differences, d.sorted_levels)
         x, y = torch.from_numpy(ucr.x_train), torch.from_numpy(ucr.y_train)
         keep, held = stratified_holdout(y, d.val_fraction, self.cfg.train.seed)
