@@ -115,7 +115,6 @@ def test_run_seq2seq_on_the_example_dates(capsys, tmp_path):
         ("addition", ["model.beam_size=0"], ["model.beam_size"]),
         ("addition", ["data.digits=0"], ["data.digits"]),
         ("addition", ["data.digits=2", "data.examples=5000"], ["data.examples", "5,050"]),
-        ("seq2seq", [], ["data.path"]),
         ("seq2seq", ["data.path='/no/such/pairs.tsv'"], ["/no/such/pairs.tsv"]),
     ],
 )

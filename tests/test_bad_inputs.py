@@ -24,6 +24,9 @@ Configs
  39. more digits than an int64 sum holds (data.digits=19)
  40. a dataset that is not a text for text generation
  50. data.asinh_scale that is not above 0
+ 51. more threads than the machine has CPUs
+ 52. a --config that is not a regular file (/dev/zero)
+ 53. a model too large for the memory free (model.hidden, model.layers)
 Data files
  17. a CSV path that does not exist
  18. a CSV row with the wrong number of fields
@@ -38,6 +41,10 @@ Data files
  42. NaN in a UCR file (as UCR pads unequal lengths)
  43. so little data that a split is empty
  44. a seq2seq pair longer than data.max_tokens
+ 54. a reading beyond float32's range
+ 55. labels of one class only (tweets, UCR)
+ 56. labels that differ only in case
+ 57. a label only in the held-out texts (ordered split)
 Prompts
  26. a generation prime with characters the model never saw
  27. sentiment text with no known word
@@ -53,6 +60,7 @@ Checkpoints
  33. a model.json claiming another task (weights of another architecture)
  34. --resume of a run without a checkpoint
  35. --resume with --set overrides
+ 58. --resume of a regular file
 Files the system refuses
  36. an --out directory under a regular file
  45. an --out directory that already holds files
@@ -136,7 +144,7 @@ def _cases(tmp_path: Path, shared_data: Path) -> dict[str, tuple[list[str], list
     series = "\n".join(f"{i % 7}.5" for i in range(300))
     nan_csv = _file(tmp_path, "nan.csv", f"load\n{series}\nnan\n{series}\n")
     nan_ucr = _file(tmp_path, "N_TRAIN.tsv", "1\t0.5\t0.7\n2\t0.1\tNaN\n")
-    one_ucr = _file(tmp_path, "O_TRAIN.tsv", "1\t0.5\t0.7\n")
+    one_ucr = _file(tmp_path, "O_TRAIN.tsv", "1\t0.5\t0.7\n2\t0.1\t0.3\n")
     one_test = _file(tmp_path, "O_TEST.tsv", "1\t0.5\t0.7\n")
     pairs = "".join(f"{i}\t{i + 1}\n" for i in range(20)) + "x" * 300 + "\ty\n"
     long_pair = _file(tmp_path, "long.tsv", pairs)
@@ -144,6 +152,12 @@ def _cases(tmp_path: Path, shared_data: Path) -> dict[str, tuple[list[str], list
     def test_of(path: str) -> list[str]:
         return ["--set", f"data.test='{path}'"]
 
+    huge = _file(tmp_path, "huge.csv", f"load\n{series}\n1e300\n{series}\n")
+    tweets = "".join(f"{label},flight number {i} was fine\n" for i, label in enumerate(["no"] * 40))
+    one_label = _file(tmp_path, "one.csv", "label,text\n" + tweets)
+    cased = _file(tmp_path, "cased.csv", "label,text\n" + tweets + "No,a bad one\nyes,good\n")
+    late = _file(tmp_path, "late.csv", "label,text\n" + tweets * 2 + "yes,at the very end\n")
+    tweet_sets = ["--set", "data.label_column='label'"]
     full = tmp_path / "full"
     full.mkdir()
     (full / "notes.txt").write_text("someone's files\n")
@@ -252,6 +266,51 @@ def _cases(tmp_path: Path, shared_data: Path) -> dict[str, tuple[list[str], list
             [*AQ, "--set", f"data.path='{full}'"],
             [str(full), "a directory", "expected a CSV"],
         ),
+        "too many threads": ([*AQ, "--set", "train.threads=100000"], ["train.threads", "CPUs"]),
+        "config not a file": ([*AQ, "--config", "/dev/zero"], ["/dev/zero", "regular file"]),
+        "huge hidden": (
+            [*AQ, "--data-dir", str(shared_data), "--set", "model.hidden=30000"],
+            ["model.hidden=30000", "GB", "free"],
+        ),
+        "huge layers": (
+            [*AQ, "--data-dir", str(shared_data), "--set", "model.layers=2147483647"],
+            ["model.layers=2147483647", "GB", "free"],
+        ),
+        "huge reading": ([*AQ, "--set", f"data.path='{huge}'"], [huge, "line 302", "1e300"]),
+        "one label": (
+            ["run", "sentiment", "--set", f"data.path='{one_label}'", *tweet_sets],
+            [one_label, "'label'", "only 'no'", "two labels"],
+        ),
+        "one ucr class": (
+            [
+                "run",
+                "electric-devices",
+                *test_of(letters_test),
+                "--set",
+                f"data.train='{one_test}'",
+            ],
+            [one_test, "label 1", "at least two"],
+        ),
+        "labels in two cases": (
+            ["run", "sentiment", "--set", f"data.path='{cased}'", *tweet_sets],
+            [cased, "'No'", "'no'", "case"],
+        ),
+        "label only held out": (
+            [
+                "run",
+                "sentiment",
+                "--set",
+                f"data.path='{late}'",
+                *tweet_sets,
+                "--set",
+                "data.split='ordered'",
+            ],
+            [late, "'yes'", "never in the training split"],
+        ),
+        "resume a file": (
+            ["run", "air-quality", "--resume", blocker],
+            [blocker, "a file, not a folder"],
+        ),
         "pairs a directory": (
             ["run", "seq2seq", "--set", f"data.path='{full}'"],
             [str(full), "a directory", "source<TAB>target"],
@@ -267,7 +326,9 @@ CASE_NAMES = [
     "non-numeric ucr", "non-integer labels", "empty text", "truncated gzip", "no text column",
     "unknown site", "wrong digest", "out under a file", "nan lr", "huge seed", "too many digits",
     "not a text", "nan in csv", "nan in ucr", "empty split", "long pair", "out not empty",
-    "data dir a file", "csv a directory", "pairs a directory",
+    "data dir a file", "csv a directory", "pairs a directory", "too many threads",
+    "config not a file", "huge hidden", "huge layers", "huge reading", "one label",
+    "one ucr class", "labels in two cases", "label only held out", "resume a file",
 ]  # fmt: skip
 
 

@@ -186,7 +186,7 @@ def test_ucr_shapes_and_label_counts(electric_files, electric):
 
 
 def test_ucr_csv_copy_reads_as_the_tsv(electric_files, tmp_path):
-    lines = electric_files[1].read_text().replace(",", "\t").splitlines()[:40]
+    lines = electric_files[1].read_text().replace(",", "\t").splitlines()[::200]  # every class
     (tmp_path / "E_TRAIN.tsv").write_text("\n".join(lines) + "\n")
     (tmp_path / "E_TRAIN.csv").write_text("\n".join(line.replace("\t", ",") for line in lines))
     a = load_ucr(tmp_path / "E_TRAIN.tsv", tmp_path / "E_TRAIN.tsv")

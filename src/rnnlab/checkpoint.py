@@ -10,12 +10,12 @@ Nothing is unpickled on load.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import safetensors
@@ -24,6 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.errors import RnnlabError
+from rnnlab.rundir import check_finite, save_tensors, write_bytes
+from rnnlab.schema import read_entries
 
 FORMAT_VERSION = 1
 TENSORS, META = "state.safetensors", "state.json"
@@ -89,8 +91,13 @@ def snapshot(
     progress: dict[str, Any],
     best: dict[str, Tensor] | None,
     carry: Any,
+    run: dict[str, Any] | None = None,
 ) -> Snapshot:
-    """Copy a complete training state: later steps cannot change what :func:`write` writes."""
+    """Copy a complete training state: later steps cannot change what :func:`write` writes.
+
+    ``run``: what the run is (its resolved config, its thread count), kept so that a resumed run
+    can be checked against it (:func:`recorded_run`).
+    """
     tensors: dict[str, Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
     if best is not None:
         tensors |= {f"best.{k}": v for k, v in best.items()}
@@ -100,6 +107,7 @@ def snapshot(
     np_state = np.random.get_state()
     meta = {
         "format_version": FORMAT_VERSION,
+        "run": run or {},
         "progress": progress,
         "optimizer": optim_meta,
         "schedule": schedule.state_dict() if schedule is not None else None,
@@ -119,16 +127,25 @@ def snapshot(
 
 
 def write(directory: Path, state: Snapshot) -> None:
-    """Write ``state`` to ``directory``, replacing what is there atomically (safe in a thread)."""
+    """Write ``state`` to ``directory``, replacing what is there atomically (safe in a thread).
+
+    A write that fails (a full disk) leaves the last good checkpoint as it was and nothing
+    half-written beside it, and raises a one-line error naming the file.
+    """
     new = directory.with_name(f"{directory.name}.new")
     old = directory.with_name(f"{directory.name}.old")
     shutil.rmtree(new, ignore_errors=True)
-    new.mkdir(parents=True)
-    safetensors.torch.save_file(state.tensors, str(new / TENSORS))
-    (new / META).write_text(state.meta, encoding="utf-8")
-    for f in (new / TENSORS, new / META):
-        with open(f, "rb") as handle:
-            os.fsync(handle.fileno())
+    try:
+        new.mkdir(parents=True)
+        save_tensors(new / TENSORS, state.tensors, sync=True)
+        write_bytes(new / META, state.meta.encode("utf-8"), sync=True)
+    except OSError as err:
+        shutil.rmtree(new, ignore_errors=True)
+        where = str(err.filename or new).replace(str(new), str(directory))
+        kept = "the last good one is kept" if exists(directory) else "there is none yet"
+        raise RnnlabError(
+            f"{where}: {err.strerror}; the checkpoint could not be written ({kept})"
+        ) from None
     shutil.rmtree(old, ignore_errors=True)
     if directory.exists():
         directory.rename(old)
@@ -136,11 +153,110 @@ def write(directory: Path, state: Snapshot) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+class Writer:
+    """Writes checkpoints one at a time in a background thread, so training goes on meanwhile.
+
+    Where no thread can start (a busy machine at its limit of threads), the checkpoint is written
+    in the foreground instead: an epoch that finished is never lost for want of a thread.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, directory: Path, state: Snapshot) -> None:
+        """Write ``state`` once the write before it is done; a failure raises at the next call."""
+        self.wait()
+
+        def work() -> None:
+            try:
+                write(directory, state)
+            except BaseException as err:  # re-raised in the training thread by wait()
+                self._error = err
+
+        thread = threading.Thread(target=work, name="rnnlab-checkpoint")
+        try:
+            thread.start()
+        except RuntimeError:
+            write(directory, state)
+            return
+        self._thread = thread
+
+    def wait(self) -> None:
+        """Wait for the write under way, if any; one that failed raises here."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
 def exists(directory: Path) -> bool:
     """Whether a checkpoint is there (or its previous copy, if a swap was cut short)."""
     return (directory / META).exists() or (
         directory.with_name(f"{directory.name}.old") / META
     ).exists()
+
+
+class _Optimizer(TypedDict):
+    param_groups: list[dict[str, Any]]
+    scalars: dict[str, Any]
+
+
+class _Carry(TypedDict):
+    count: int
+    tuple: bool
+
+
+class _Rng(TypedDict):
+    python: tuple[int, list[int], float | None]
+    numpy: tuple[str, list[int], float, float, float]
+
+
+class _StateRequired(TypedDict):
+    format_version: int
+    progress: dict[str, Any]  # the trainer's: rnnlab.train.TrainingState
+    optimizer: _Optimizer
+    schedule: dict[str, Any] | None
+    scaler: dict[str, Any]
+    carry: _Carry
+    rng: _Rng
+
+
+class State(_StateRequired, total=False):
+    """``state.json``'s schema."""
+
+    run: dict[str, Any]
+
+
+def _locate(directory: Path) -> Path:
+    """The checkpoint's folder: ``directory``, or its previous copy if a swap was cut short."""
+    if not (directory / META).exists():
+        old = directory.with_name(f"{directory.name}.old")
+        return old if (old / META).exists() else directory
+    return directory
+
+
+def _read_meta(directory: Path) -> dict[str, Any]:
+    path = directory / META
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RnnlabError(f"{directory}: no checkpoint to resume from") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
+        raise RnnlabError(f"{path}: damaged checkpoint ({str(err).splitlines()[0]})") from None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise RnnlabError(
+            f"{path}: checkpoint format {version!r}; this rnnlab reads {FORMAT_VERSION} and older"
+        )
+    return read_entries(path, meta, State, bounded=False)
+
+
+def recorded_run(directory: Path) -> dict[str, Any]:
+    """What a checkpoint says its run is (``run`` of :func:`snapshot`); empty if it says nothing."""
+    return dict(_read_meta(_locate(directory)).get("run", {}))
 
 
 def load(
@@ -152,28 +268,52 @@ def load(
     scaler: torch.amp.GradScaler,
     device: torch.device,
 ) -> tuple[dict[str, Any], dict[str, Tensor] | None, Any]:
-    """Restore a state written by :func:`save`; returns (progress, best weights, carried state)."""
-    if not (directory / META).exists():
-        old = directory.with_name(f"{directory.name}.old")
-        directory = old if (old / META).exists() else directory
+    """Restore a state written by :func:`write`; returns (progress, best weights, carried state).
+
+    Every entry of ``state.json`` is checked against its schema and every weight must be finite:
+    a damaged checkpoint is a one-line error naming the file, never a traceback.
+    """
+    directory = _locate(directory)
+    meta = _read_meta(directory)
     try:
-        meta = json.loads((directory / META).read_text(encoding="utf-8"))
         tensors = safetensors.torch.load_file(str(directory / TENSORS))
     except FileNotFoundError:
         raise RnnlabError(f"{directory}: no checkpoint to resume from") from None
-    except (json.JSONDecodeError, safetensors.SafetensorError, OSError, ValueError) as err:
-        raise RnnlabError(f"{directory}: damaged checkpoint ({str(err).splitlines()[0]})") from None
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    except (safetensors.SafetensorError, OSError, ValueError) as err:
         raise RnnlabError(
-            f"{directory / META}: checkpoint format {version!r}; this rnnlab reads "
-            f"{FORMAT_VERSION} and older"
-        )
+            f"{directory / TENSORS}: damaged checkpoint ({str(err).splitlines()[0]})"
+        ) from None
+    check_finite(directory / TENSORS, {k: v for k, v in tensors.items() if k.startswith("model.")})
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     expected = model.state_dict()
     if set(weights) != set(expected) or any(weights[k].shape != expected[k].shape for k in weights):
         raise RnnlabError(f"{directory}: the checkpoint is for another model architecture")
-    model.load_state_dict(weights)
+    try:
+        _restore(meta, tensors, model, optimizer, schedule, scaler)
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:
+        raise RnnlabError(
+            f"{directory / META}: damaged checkpoint (its state does not fit this run: "
+            f"{' '.join(str(err).split())[:120]})"
+        ) from None
+    best = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")} or None
+    carry = _unflatten_carry(
+        {k: v.to(device) for k, v in tensors.items() if k.startswith("carry.")},
+        meta["carry"]["count"],
+        meta["carry"]["tuple"],
+    )
+    return meta["progress"], best, carry
+
+
+def _restore(
+    meta: dict[str, Any],
+    tensors: dict[str, Tensor],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    scaler: torch.amp.GradScaler,
+) -> None:
+    """Load a checked state into the live objects: weights, optimizer, schedule, scaler, RNGs."""
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     live = [
         {k: v for k, v in group.items() if isinstance(v, Tensor)}
         for group in optimizer.param_groups
@@ -192,10 +332,3 @@ def load(
     np.random.set_state(
         (npy[0], np.array(npy[1], dtype=np.uint32), int(npy[2]), int(npy[3]), npy[4])
     )
-    best = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")} or None
-    carry = _unflatten_carry(
-        {k: v.to(device) for k, v in tensors.items() if k.startswith("carry.")},
-        meta["carry"]["count"],
-        meta["carry"]["tuple"],
-    )
-    return meta["progress"], best, carry

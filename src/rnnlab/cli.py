@@ -12,14 +12,15 @@ from typing import Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 from typer.exceptions import TyperException
 
 from rnnlab import __version__
-from rnnlab.config import INT_LIMIT
 from rnnlab.data.cli import data_app
 from rnnlab.errors import RnnlabError
+from rnnlab.schema import INT_LIMIT
 
 app = typer.Typer(
     help="Recurrent neural networks as the lecture writes them; the lab's tasks in one command.",
@@ -119,6 +120,11 @@ def run(
     task_cls = registry.get_task(task)
     if resume is not None:
         _alone_with_resume("run", {"--config": config, "--set": set_})
+        if not resume.is_dir():
+            what = "no such folder" if not resume.exists() else "a file, not a folder"
+            raise RnnlabError(
+                f"--resume {resume}: {what}; expected the folder of a run that `rnnlab run` wrote"
+            )
         if (resume / "metrics.json").exists():
             err.print(
                 f"{resume}: finished already (metrics.json); nothing to resume. "
@@ -262,7 +268,9 @@ def generate(
     temperature: list[float] = typer.Option(
         [0.5], "--temperature", help="Sampling temperature, repeatable; 0 is greedy."
     ),
-    length: int = typer.Option(1000, "--length", help="At most this many new characters."),
+    length: int = typer.Option(
+        1000, "--length", help="At most this many new characters (up to 1,000,000)."
+    ),
     lines: int | None = typer.Option(None, "--lines", help="Stop after this many lines."),
     top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k likeliest only."),
     seed: int = typer.Option(
@@ -271,6 +279,7 @@ def generate(
     device: str = Device,
 ) -> None:
     """Write text with a trained character model, one text per temperature."""
+    from rnnlab.generate import check_options
     from rnnlab.tasks import restore, task_of
     from rnnlab.tasks.text_generation import TextGeneration
 
@@ -279,10 +288,30 @@ def generate(
         raise RnnlabError(
             f"{run_dir}: holds a model of task {task_cls.name!r}; generate needs a text-generation run"
         )
+    check_options(temperature, length, lines, top_k)
     task, model = restore(task_cls, run_dir, device)
-    samples = task.samples(
-        model, prime, temperatures=temperature, length=length, lines=lines, top_k=top_k, seed=seed
+    progress = Progress(
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,  # a log gets the texts, not a bar's last frame
     )
+    with progress:
+        bar = progress.add_task("", total=length)
+        samples = task.samples(
+            model,
+            prime,
+            temperatures=temperature,
+            length=length,
+            lines=lines,
+            top_k=top_k,
+            seed=seed,
+            progress=lambda done, total: progress.update(bar, completed=done),
+        )
     for sample in samples:
         err.print(f"[bold]--- temperature {sample.temperature:g}[/]")
         # A prime of the user's reads on into its continuation; a random one is noise, as the lab.

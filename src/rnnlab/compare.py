@@ -40,7 +40,7 @@ from rnnlab.distributed import World, is_main_process
 from rnnlab.ensemble import evaluate_ensemble
 from rnnlab.errors import RnnlabError
 from rnnlab.recurrent import CELLS
-from rnnlab.rundir import new_run_dir, read_json, write_csv, write_json, write_text
+from rnnlab.rundir import LOCK, new_run_dir, read_json, write_csv, write_json, write_text
 from rnnlab.tasks import Task, get_task, run
 from rnnlab.train import Callback, Trainer, resolve_device
 
@@ -105,9 +105,14 @@ def load_plan(folder: Path, command: str) -> tuple[list[Planned], dict[str, Any]
                 task = get_task(entry["task"])
                 path = Path(tmp) / f"{k}.toml"
                 path.write_text(entry["config"], encoding="utf-8")
-                planned.append(
-                    Planned(entry["label"], task, task.config(path), folder / entry["dir"])
-                )
+                try:
+                    cfg = task.config(path)
+                except RnnlabError as error:
+                    message = str(error).replace(f"{path}: ", "")
+                    raise RnnlabError(
+                        f"{folder / PLAN}: run {entry['label']!r}: {message}"
+                    ) from None
+                planned.append(Planned(entry["label"], task, cfg, folder / entry["dir"]))
     except (KeyError, TypeError) as error:
         raise RnnlabError(f"{folder / PLAN}: not a plan written by rnnlab ({error!r})") from None
     return planned, study
@@ -123,12 +128,13 @@ def _prepare(plan: Planned) -> bool | None:
         return True
     if plan.out.is_dir():
         found = {p.name for p in plan.out.iterdir()}
-        if found - {"config.toml"}:
+        if found - {"config.toml", LOCK}:
             raise RnnlabError(
                 f"{plan.out}: holds files but neither metrics.json nor a checkpoint; "
                 "remove it to train that run again"
             )
         (plan.out / "config.toml").unlink(missing_ok=True)
+        (plan.out / LOCK).unlink(missing_ok=True)
     return False
 
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
+import os
 import sys
-import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
 import tomli_w
 
 from rnnlab.errors import RnnlabError
+from rnnlab.schema import Mismatch, coerce
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,8 +27,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-# Integers go to C libraries (thread counts, seeds, tensor sizes): beyond 32 bits they overflow.
-INT_LIMIT = 2**31 - 1
 
 
 def check_at_least(section: str, config: Any, low: int, *keys: str) -> None:
@@ -172,6 +170,12 @@ class TrainConfig:
         )
         check_at_least("train", self, 1, *counts)
         check_at_least("train", self, 0, "momentum", "weight_decay", "seed")
+        cpus = os.cpu_count() or 1
+        if self.threads is not None and self.threads > cpus:
+            raise RnnlabError(
+                f"config key train.threads must be at most {cpus} (this machine's CPUs), "
+                f"got {self.threads}"
+            )
         for key in ("lr", "clip_norm", "clip_value"):
             check_positive(f"train.{key}", getattr(self, key))
 
@@ -217,51 +221,6 @@ class Config:
         return dataclasses.replace(self, data=dataclasses.replace(self.data, **files))
 
 
-def _type_name(tp: Any) -> str:
-    origin = get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
-    if origin in (list, tuple):
-        return f"a list of {_type_name(get_args(tp)[0])}"
-    names = {int: f"an integer of at most {INT_LIMIT} in size", float: "a finite number"}
-    return (names | {bool: "true or false", str: "a string"}).get(tp, str(tp))
-
-
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints widen to floats, lists to tuples."""
-    origin = get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        for arg in get_args(tp):
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(key, value, arg)
-            except RnnlabError:
-                pass
-    elif origin is Literal:
-        if value in get_args(tp):
-            return value
-    elif origin in (list, tuple):
-        if isinstance(value, list | tuple):
-            items = [_coerce(key, v, get_args(tp)[0]) for v in value]
-            return tuple(items) if origin is tuple else items
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= INT_LIMIT:
-            return value
-    elif tp is float:
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if number and math.isfinite(value):
-            return float(value)
-    elif tp is str and isinstance(value, str):
-        return value
-    raise RnnlabError(f"config key {key!r} must be {_type_name(tp)}, got {value!r}")
-
-
 def _section(name: str, cls: type, values: dict[str, Any], source: str) -> Any:
     hints = typing.get_type_hints(cls)
     known = [f.name for f in fields(cls)]
@@ -274,7 +233,12 @@ def _section(name: str, cls: type, values: dict[str, Any], source: str) -> Any:
                 f"did you mean {name}.{close[0]}?" if close else f"{name} keys: {', '.join(known)}"
             )
             raise RnnlabError(f"{source}: unknown config key {name}.{key} ({hint})")
-        kwargs[key] = _coerce(f"{name}.{key}", value, hints[key])
+        try:
+            kwargs[key] = coerce(f"{name}.{key}", value, hints[key])
+        except Mismatch as m:
+            raise RnnlabError(
+                f"config key {m.key!r} must be {m.expected}, got {m.value!r}"
+            ) from None
     section = cls(**kwargs)
     check = getattr(section, "check", None)
     if check is not None:
@@ -297,12 +261,24 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return section, name, value
 
 
+CONFIG_LIMIT = 1 << 20  # bytes: a config is a page of settings, never megabytes
+
+
 def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file; a missing file or a syntax error is a one-line error naming it."""
+    """Parse a TOML file; a missing, oversized or unreadable file is a one-line error naming it."""
+    if path.exists() and not path.is_file():
+        raise RnnlabError(f"config file {path} is not a regular file; expected a TOML file")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            raw = f.read(CONFIG_LIMIT + 1)
     except FileNotFoundError:
         raise RnnlabError(f"config file {path} does not exist") from None
+    if len(raw) > CONFIG_LIMIT:
+        raise RnnlabError(
+            f"config file {path} is over {CONFIG_LIMIT // 1024} KiB; expected a TOML file of settings"
+        )
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise RnnlabError(f"config file {path} is not valid TOML: {err}") from None
 

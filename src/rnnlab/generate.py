@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +20,9 @@ from rnnlab.data.text import CharVocab
 from rnnlab.errors import RnnlabError
 from rnnlab.models import CharLM
 from rnnlab.recurrent import State
+
+# Characters one call writes at most: a minute or two of a CPU, a few MB.
+LENGTH_LIMIT = 1_000_000
 
 
 @dataclass
@@ -66,6 +69,22 @@ def next_ids(
     return torch.where(temperatures > 0, drawn, greedy)
 
 
+def check_options(
+    temperatures: Sequence[float], length: int, lines: int | None, top_k: int | None
+) -> None:
+    """What :func:`generate` takes: counts of at least 1, ``length`` of at most
+    :data:`LENGTH_LIMIT`, temperatures finite and >= 0; else a one-line error naming the option."""
+    for name, value in (("length", length), ("lines", lines), ("top_k", top_k)):
+        if value is not None and value < 1:
+            raise RnnlabError(f"{name} must be >= 1, got {value}")
+    if length > LENGTH_LIMIT:
+        raise RnnlabError(f"length must be at most {LENGTH_LIMIT:,} characters, got {length:,}")
+    if not temperatures or not all(0 <= t < math.inf for t in temperatures):  # NaN fails too
+        raise RnnlabError(
+            f"temperatures must be finite and >= 0 (0 is greedy), got {list(temperatures)}"
+        )
+
+
 def _repeat(state: State, rows: int) -> State:
     """A batch-1 recurrent state (layers, 1, H), or an LSTM's (h, c), as ``rows`` copies."""
     if isinstance(state, tuple):
@@ -100,6 +119,7 @@ def generate(
     top_k: int | None = None,
     seed: int = 0,
     prime_length: int = 50,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Sample]:
     """Continue ``prime`` once per temperature; the same arguments give the same texts.
 
@@ -113,14 +133,9 @@ def generate(
         top_k: sample among the k most likely characters only (None: all).
         seed: seeds the random prime and every draw.
         prime_length: the random prime's length.
+        progress: called as ``progress(done, length)`` every few hundred characters.
     """
-    for name, value in (("length", length), ("lines", lines), ("top_k", top_k)):
-        if value is not None and value < 1:
-            raise RnnlabError(f"{name} must be >= 1, got {value}")
-    if not temperatures or not all(0 <= t < math.inf for t in temperatures):  # NaN fails too
-        raise RnnlabError(
-            f"temperatures must be finite and >= 0 (0 is greedy), got {list(temperatures)}"
-        )
+    check_options(temperatures, length, lines, top_k)
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed)
     if prime is None:
@@ -143,6 +158,8 @@ def generate(
             logits, state = model(out[:, t - 1 : t], state, last_only=True)  # one cell step
             logits = logits.float()
         out[:, t] = next_ids(logits, temps, top_k, generator)
+        if progress is not None and t % 256 == 255:
+            progress(t + 1, length)
         if lines is not None:
             written += out[:, t] == newline
             if bool((written >= lines).all()):  # a sync per character, only with a line limit

@@ -22,7 +22,9 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnnlab.cells import Gates, gru_step, lstm_step, rnn_step
+from rnnlab import runtime
+from rnnlab.cells import GATE_COUNT, Gates, gru_step, lstm_step, rnn_step
+from rnnlab.errors import RnnlabError
 
 State = Tensor | tuple[Tensor, Tensor]
 CellKind = Literal["lstm", "gru", "rnn"]
@@ -116,6 +118,7 @@ class Recurrent(nn.Module):
             raise ValueError(f"nonlinearity='relu' applies to cell='rnn' only, got cell={cell!r}")
         if forget_bias is not None and cell != "lstm":
             raise ValueError(f"forget_bias applies to cell='lstm' only, got cell={cell!r}")
+        self._check_fits(input_size, hidden_size, layers, 2 if bidirectional else 1, cell)
         self.input_size, self.hidden_size, self.layers = input_size, hidden_size, layers
         self.cell, self.nonlinearity, self.gru_variant = cell, nonlinearity, gru_variant
         self.directions = 2 if bidirectional else 1
@@ -151,6 +154,22 @@ class Recurrent(nn.Module):
                     if forget_bias is not None:  # gate order (i, f, g, o): f is the second block
                         b_ih[hidden_size : 2 * hidden_size] = forget_bias
                         b_hh[hidden_size : 2 * hidden_size] = 0.0
+
+    @staticmethod
+    def _check_fits(inputs: int, hidden: int, layers: int, directions: int, cell: str) -> None:
+        """Refuse, before building it, a stack whose weights alone exceed the memory free: torch
+        would otherwise spend minutes allocating (or creating 2**31 layers) before failing."""
+        rows = GATE_COUNT[cell] * hidden
+        first = rows * (inputs + hidden + 2)
+        rest = rows * (hidden * directions + hidden + 2)
+        params = directions * (first + (layers - 1) * rest)
+        free = runtime.available_memory(torch.device("cpu"))
+        if free is not None and 4 * params > free:
+            raise RnnlabError(
+                f"a recurrent stack of {layers:,} layer(s) of {hidden:,} units holds "
+                f"{params:,} weights, {runtime.gigabytes(4 * params)}, more than the "
+                f"{runtime.gigabytes(free)} of memory free; use fewer units or layers"
+            )
 
     @property
     def output_size(self) -> int:

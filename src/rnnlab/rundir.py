@@ -14,15 +14,17 @@ import io
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import safetensors
 import safetensors.torch
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from rnnlab.errors import RnnlabError
 
@@ -37,7 +39,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
 
     The file gets the permissions of any new file (``mkstemp`` makes it private), and a failure
-    names ``path``, not the temporary file the user never asked for.
+    names ``path``, not the temporary file the user never asked for: a write that fails (a full
+    disk) raises an ``OSError`` whose ``filename`` is ``path``, and leaves no temporary file.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,12 +56,36 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except OSError as err:
-        if err.filename == tmp:
+        # A failed write() carries no file name; one on the temporary file names that file.
+        if err.filename in (None, tmp):
             raise type(err)(err.errno, err.strerror, str(path)) from None
         raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def write_bytes(path: Path, data: bytes, sync: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically; with ``sync``, on the disk before it is renamed."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def save_tensors(
+    path: Path,
+    tensors: dict[str, Tensor],
+    metadata: dict[str, str] | None = None,
+    sync: bool = False,
+) -> None:
+    """Write ``tensors`` as a safetensors file, atomically, failing as any other file write does.
+
+    The bytes are made in memory and written by Python: safetensors' own writer reports a full
+    disk as an error of its own type, without the file's name, and makes its files private.
+    """
+    write_bytes(path, safetensors.torch.save(tensors, metadata), sync)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -128,11 +155,61 @@ def new_run_dir(task: str, out: Path | None = None) -> Path:
     return out
 
 
+LOCK = ".rnnlab.lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``RUN_DIR/.rnnlab.lock`` while a run trains there.
+
+    A second process that would train in the same folder (``--resume`` of a run still going, two
+    runs given one ``--out``) gets a one-line error instead. The lock is the operating system's
+    (``flock``): it ends with the process that holds it, so the file a killed run leaves behind
+    blocks nothing.
+    """
+    path = run_dir / LOCK
+    with open(path, "a+", encoding="utf-8") as handle:
+        if not _try_lock(handle):
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RnnlabError(
+                f"{run_dir}: another rnnlab process (pid {holder}) is training in this folder; "
+                "wait for it to end or stop it first"
+            )
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield  # the lock goes with the file's closing
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _try_lock(handle: IO[str]) -> bool:
+        """Lock an open file's first byte without waiting; False if another process has it."""
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+else:
+    import fcntl
+
+    def _try_lock(handle: IO[str]) -> bool:
+        """Lock an open file without waiting; False if another process has it."""
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
 def save_model(run_dir: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     """``model.safetensors`` (weights) and ``model.json`` (task, architecture, vocabularies...)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(run_dir / "model.safetensors") as tmp:
-        safetensors.torch.save_file(state, str(tmp), metadata={"format": "rnnlab"})
+    save_tensors(run_dir / "model.safetensors", state, metadata={"format": "rnnlab"})
     write_json(run_dir / "model.json", {"format_version": FORMAT_VERSION, **meta})
 
 
@@ -172,6 +249,7 @@ def load_weights(run_dir: Path, model: nn.Module) -> None:
         raise RnnlabError(f"{path}: missing; expected the model's weights") from None
     except (safetensors.SafetensorError, OSError, ValueError) as err:
         raise RnnlabError(f"{path}: unreadable weights ({str(err).splitlines()[0]})") from None
+    check_finite(path, state)
     expected = model.state_dict()
     if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in state):
         raise RnnlabError(
@@ -179,6 +257,16 @@ def load_weights(run_dir: Path, model: nn.Module) -> None:
             f"(another task or different model settings)"
         )
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+def check_finite(path: Path, tensors: dict[str, Tensor]) -> None:
+    """Refuse weights holding NaN or infinity: a model that would only answer nan."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise RnnlabError(
+                f"{path}: tensor {name!r} holds NaN or infinite values; the weights are damaged "
+                "(or come from a run that diverged)"
+            )
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -15,15 +15,21 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import torch
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from torch import Tensor, nn
 
 from rnnlab import checkpoint, runtime
@@ -31,6 +37,7 @@ from rnnlab.config import TrainConfig
 from rnnlab.distributed import World
 from rnnlab.errors import RnnlabError
 from rnnlab.graphs import StepGraphs
+from rnnlab.schema import read_entries
 
 Batch = dict[str, Tensor]
 LossFn = Callable[[nn.Module, Batch, Any], tuple[Tensor, Any]]
@@ -300,6 +307,21 @@ def build_schedule(
     return None
 
 
+class TrainingState(TypedDict):
+    """Where training stands: the trainer's counters and the history so far."""
+
+    epoch: int
+    step: int
+    history: list[dict[str, float]]
+    best_value: float
+    best_epoch: int
+    waited: int
+    train_seconds: float
+    epoch_loss: float
+    epoch_seen: int
+    epoch_seconds: float
+
+
 @dataclass
 class FitResult:
     """What :meth:`Trainer.fit` returns: one row per epoch and where the best one was."""
@@ -338,6 +360,7 @@ class Trainer:
             ``cfg.checkpoint_every`` steps, and on SIGINT/SIGTERM).
         resume_hint: the command that resumes this run, for messages.
         world: the training processes under torchrun; each trains on its slice of every batch.
+        run_info: what the run is (config, threads), kept in every checkpoint.
     """
 
     def __init__(
@@ -353,7 +376,9 @@ class Trainer:
         checkpoint_dir: Path | None = None,
         resume_hint: str = "",
         world: World | None = None,
+        run_info: dict[str, Any] | None = None,
     ) -> None:
+        self.run_info = run_info or {}
         self.model, self.cfg, self.loss_fn, self.evaluate = model.to(device), cfg, loss_fn, evaluate
         self.world = world or World()
         self.trained = self.world.wrap(self.model, device)  # what the loss runs: DDP under torchrun
@@ -382,8 +407,7 @@ class Trainer:
         self.schedule = None
         self.graphs: StepGraphs | None = None
         self._signal: signal.Signals | None = None
-        self._writer: ThreadPoolExecutor | None = None
-        self._writing: Future[None] | None = None
+        self._writer = checkpoint.Writer()
 
     def _clip(self) -> Tensor:
         """Clip the gradients as configured; returns their total norm (before clipping)."""
@@ -475,9 +499,8 @@ class Trainer:
             return self.evaluate(self.model)
 
     def _diverged(self, epoch: int, step: int, value: object) -> RnnlabError:
-        kept = (
-            f"; the last good checkpoint is in {self.checkpoint_dir}" if self.checkpoint_dir else ""
-        )
+        saved = self.checkpoint_dir is not None and checkpoint.exists(self.checkpoint_dir)
+        kept = f"; the last good checkpoint is in {self.checkpoint_dir}" if saved else ""
         return RnnlabError(
             f"training diverged at epoch {epoch + 1}, step {step}: {value}{kept}; "
             "try train.clip_norm (e.g. 1.0) or a lower train.lr"
@@ -498,15 +521,9 @@ class Trainer:
                 progress=progress,
                 best=best,
                 carry=carry,
+                run=self.run_info,
             )
-            self._written()
-            self._writing = self._writer.submit(checkpoint.write, self.checkpoint_dir, state)
-
-    def _written(self) -> None:
-        """Wait for the checkpoint being written, if any; a write that failed raises here."""
-        if self._writing is not None:
-            writing, self._writing = self._writing, None
-            writing.result()
+            self._writer.submit(self.checkpoint_dir, state)
 
     def _stopped(self, epoch: int, step: int) -> Interrupted:
         """What to raise once the checkpoint of a run stopped by a signal is saved."""
@@ -556,6 +573,7 @@ class Trainer:
                 scaler=self.scaler,
                 device=self.device,
             )
+            read_entries(self.checkpoint_dir / checkpoint.META, p, TrainingState, bounded=False)
         handlers = {}
         if (
             self.checkpoint_dir is not None
@@ -565,11 +583,10 @@ class Trainer:
                 s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
             }
         try:
-            with ThreadPoolExecutor(1, thread_name_prefix="rnnlab-checkpoint") as self._writer:
-                try:
-                    return self._loop(train, p, best, carry, monitor, minimize)
-                finally:
-                    self._written()  # on the way out, also after an error: the files are whole
+            try:
+                return self._loop(train, p, best, carry, monitor, minimize)
+            finally:
+                self._writer.wait()  # on the way out, also after an error: the files are whole
         finally:
             for s, handler in handlers.items():
                 signal.signal(s, handler)
@@ -589,13 +606,24 @@ class Trainer:
             MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
             console=self.console,
             disable=self.quiet,
             transient=True,
         )
         check_every = self.cfg.checkpoint_every
         stopped_early = False
+        # The whole run's time and its end, from the epochs this process trained (a resumed run
+        # counts from where it resumed).
+        started, epochs_here = time.perf_counter(), 0
         with progress:
+            run_bar = progress.add_task(
+                "run",
+                total=self.cfg.epochs * len(train),
+                completed=p["epoch"] * len(train) + p["step"],
+                info="",
+            )
             bar = progress.add_task("epoch", total=len(train), info="")
             while p["epoch"] < self.cfg.epochs:
                 epoch = p["epoch"]
@@ -632,6 +660,7 @@ class Trainer:
                     progress.update(
                         bar, advance=1, info=f"{seen_here / max(elapsed, 1e-9):,.0f} samples/s"
                     )
+                    progress.advance(run_bar)
                     due = check_every is not None and p["step"] % check_every == 0
                     if due or self._signal:
                         p["epoch_loss"] = float(total)
@@ -673,12 +702,16 @@ class Trainer:
                     p["waited"] += 1
                 p.update(epoch=epoch + 1, step=0, epoch_loss=0.0, epoch_seen=0, epoch_seconds=0.0)
                 carry = None  # truncated BPTT starts every epoch from a zero state
+                epochs_here += 1
                 if not self.quiet:
                     shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                     mark = " *" if improved else ""
+                    spent = time.perf_counter() - started
+                    left = spent / epochs_here * (self.cfg.epochs - epoch - 1)
+                    eta = f"  eta {_clock(left)}" if epoch + 1 < self.cfg.epochs else ""
                     self.console.print(
                         f"epoch {epoch + 1:>3}/{self.cfg.epochs}  loss {mean:.4f}  "
-                        f"{shown}  {seconds:.1f}s{mark}"
+                        f"{shown}  {seconds:.1f}s  run {_clock(spent)}{eta}{mark}"
                     )
                 for callback in self.callbacks:
                     callback(self, epoch + 1, row)
@@ -693,6 +726,13 @@ class Trainer:
         return FitResult(
             p["history"], p["best_epoch"], p["best_value"], p["train_seconds"], stopped_early
         )
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss`` (or ``h:mm:ss``) for a progress line."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def tensorboard(log_dir: str) -> Callback:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab.data.table import read_csv
+from rnnlab.data.table import FLOAT32_MAX, beyond_float32, read_csv
 from rnnlab.errors import RnnlabError, check_file
 
 SITES = ("GEltham", "GWesthorne", "BSladeGreen", "GWoolwich")
@@ -233,6 +233,13 @@ def read_series(
                 shown = r[c] if len(r[c]) <= 40 else r[c][:37] + "..."  # a line of another format
                 raise RnnlabError(f"{path}: line {line}, column {c + 1}: {shown!r} is not a number")
             values[i, j] = float(r[c])
+    huge = beyond_float32(values)
+    if huge is not None:
+        line, fields = rows[first + huge[0]]
+        raise RnnlabError(
+            f"{path}: line {line}, column {index[huge[1]] + 1}: {fields[index[huge[1]]]} is beyond "
+            f"the range a model computes in (±{FLOAT32_MAX:.3g})"
+        )
     return values, tuple(header[c] if header else str(c) for c in index)
 
 

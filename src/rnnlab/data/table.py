@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
+
 from rnnlab.errors import RnnlabError, check_file
 
 
@@ -33,3 +35,13 @@ def read_csv(path: Path, expected: str) -> list[tuple[int, list[str]]]:
                 f"{path}: line {line} has {len(fields)} fields, expected {width} like line {first}"
             )
     return rows
+
+
+# Models compute in float32: a reading beyond its range becomes infinity and training diverges.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def beyond_float32(values: np.ndarray) -> tuple[int, int] | None:
+    """(row, column) of the first value of a 2-D table too large for float32, or None."""
+    found = np.argwhere(np.abs(values) > FLOAT32_MAX)
+    return (int(found[0][0]), int(found[0][1])) if found.size else None

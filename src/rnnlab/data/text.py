@@ -12,10 +12,16 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 
 from rnnlab.errors import RnnlabError, check_file
+from rnnlab.schema import Mismatch, json_entries
+
+
+class _CharsJSON(TypedDict):
+    chars: str
 
 
 @dataclass
@@ -50,7 +56,11 @@ class CharVocab:
 
     @classmethod
     def from_json(cls, text: str) -> CharVocab:
-        return cls(json.loads(text)["chars"])
+        """The vocabulary :meth:`to_json` wrote; anything else raises :class:`rnnlab.schema.Mismatch`."""
+        chars = json_entries(text, _CharsJSON)["chars"]
+        if len(set(chars)) != len(chars):
+            raise Mismatch("chars", "distinct characters", chars)
+        return cls(chars)
 
 
 @dataclass

@@ -12,15 +12,17 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
 from rnnlab.data.pieces import WordPieces
 from rnnlab.data.table import read_csv
 from rnnlab.errors import RnnlabError
+from rnnlab.schema import json_entries
 
 SPLIT = (0.8, 0.1, 0.1)  # train, validation, test: the lab's proportions
 PAD, UNK = "<pad>", "<unk>"
@@ -30,6 +32,15 @@ def clean(text: str) -> list[str]:
     """The lab's ``tweet_to_words``: keep letters and @, lower-case, drop words starting with @."""
     words = re.sub("[^a-zA-Z@]", " ", text).lower().split()
     return [w for w in words if not w.startswith("@")]
+
+
+class _WordsJSON(TypedDict):
+    words: list[str]
+    unk: bool
+
+
+class _PiecesJSON(TypedDict):
+    pieces: list[str]
 
 
 @dataclass
@@ -79,14 +90,20 @@ class Vocabulary:
 
     @classmethod
     def from_json(cls, text: str) -> Vocabulary:
-        data = json.loads(text)
-        return cls(list(data["words"]), bool(data["unk"]))
+        """The vocabulary :meth:`to_json` wrote; anything else raises :class:`rnnlab.schema.Mismatch`."""
+        data = json_entries(text, _WordsJSON)
+        return cls(list(data["words"]), data["unk"])
 
 
 def encoder_from_json(text: str) -> Vocabulary | WordPieces:
     """A saved model's text encoder: its word vocabulary, or its word pieces."""
-    data = json.loads(text)
-    return WordPieces(data["pieces"]) if "pieces" in data else Vocabulary.from_json(text)
+    try:
+        pieces = isinstance(text, str) and "pieces" in json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        pieces = False  # Vocabulary.from_json names what is wrong
+    if pieces:
+        return WordPieces(json_entries(text, _PiecesJSON)["pieces"])
+    return Vocabulary.from_json(text)
 
 
 def pad_right(sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -146,6 +163,23 @@ def _split(y: np.ndarray, how: str, seed: int) -> list[np.ndarray]:
     return [rng.permutation(np.concatenate(p)) for p in parts]
 
 
+def check_classes(path: Path, column: str, classes: Sequence[str]) -> None:
+    """A classifier needs two classes or more, and labels that differ in more than their case."""
+    if len(classes) < 2:
+        found = f"only {classes[0]!r}" if classes else "none"
+        raise RnnlabError(
+            f"{path}: column '{column}' holds {found}; a classifier needs at least two labels"
+        )
+    folded: dict[str, str] = {}
+    for name in classes:
+        if name.casefold() in folded:
+            raise RnnlabError(
+                f"{path}: column '{column}' holds both {folded[name.casefold()]!r} and {name!r}; "
+                "labels that differ only in case would be two classes: write them alike"
+            )
+        folded[name.casefold()] = name
+
+
 def load_tweets(
     path: str | Path,
     num_words: int = 5000,
@@ -184,11 +218,19 @@ def load_tweets(
     if kept.size == 0:
         raise RnnlabError(f"{path}: no text with words in column '{text_column}'")
     classes = tuple(sorted({fields[c].strip() for _, fields in body}))
+    check_classes(path, label_column, classes)
     index = {name: k for k, name in enumerate(classes)}
     documents = [documents[i] for i in kept]
     y = np.array([index[body[i][1][c].strip()] for i in kept], dtype=np.int64)
 
     parts = _split(y, split, seed)
+    unseen = sorted((set(y[parts[1]]) | set(y[parts[2]])) - set(y[parts[0]]))
+    if unseen:
+        row = kept[next(i for p in parts[1:] for i in p if y[i] == unseen[0])]
+        raise RnnlabError(
+            f"{path}: line {body[row][0]}: label {classes[unseen[0]]!r} is in the held-out texts "
+            f"but never in the training split ({split}); give it more rows or use the other split"
+        )
     vocab: Vocabulary | WordPieces
     if pieces is None:
         vocab = Vocabulary.build((documents[i] for i in parts[0]), num_words, unk=oov == "unk")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnlab.data.table import FLOAT32_MAX, beyond_float32
 from rnnlab.errors import RnnlabError, check_file
 
 
@@ -69,6 +70,13 @@ def read_ucr(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise RnnlabError(
             f"{path}: row {row + 1}, column {col + 1}: {table[row, col]} is not a reading "
             f"(series of unequal lengths, padded with NaN, are not supported)"
+        )
+    huge = beyond_float32(table)
+    if huge is not None:
+        row, col = huge
+        raise RnnlabError(
+            f"{path}: row {row + 1}, column {col + 1}: {table[row, col]:g} is beyond the range a "
+            f"model computes in (±{FLOAT32_MAX:.3g})"
         )
     labels = table[:, 0]
     bad = np.flatnonzero(labels != np.round(labels))
@@ -140,6 +148,10 @@ def load_ucr(
             f"expected {x_train.shape[1]} as in {train_path}"
         )
     classes = np.unique(y_train)
+    if len(classes) < 2:
+        raise RnnlabError(
+            f"{train_path}: every series has label {classes[0]}; a classifier needs at least two"
+        )
     unseen = np.flatnonzero(~np.isin(y_test, classes))
     if unseen.size:
         raise RnnlabError(

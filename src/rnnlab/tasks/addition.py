@@ -31,7 +31,7 @@ from rnnlab.data.addition import (
     split_addition,
 )
 from rnnlab.errors import RnnlabError
-from rnnlab.tasks.seq2seq import PairsTask
+from rnnlab.tasks.seq2seq import PairsMeta, PairsTask
 
 
 @dataclass
@@ -59,10 +59,18 @@ class AdditionSettings:
             )
 
 
+class AdditionMeta(PairsMeta):
+    """``model.json`` of an addition run: also how questions are written."""
+
+    digits: int
+    reverse: bool
+
+
 class Addition(PairsTask):
     name = "addition"
     summary = "learning to add: 'a+b' -> sum, character by character (encoder–decoder)"
     Data = AdditionSettings
+    Meta = AdditionMeta
     accuracy = "char_accuracy"
 
     def load(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from rnnlab.data.airquality import Scaler, persistence
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import regression
 from rnnlab.models import ManyToOne
+from rnnlab.schema import entry_error
 from rnnlab.tasks.base import Task
 from rnnlab.train import Batch
 
@@ -56,6 +57,19 @@ class AirQualityTrain(TrainConfig):
     monitor: str = "val_mse"
 
 
+class _ScalerJSON(TypedDict):
+    mean: list[float]
+    std: list[float]
+
+
+class AirQualityMeta(TypedDict):
+    """``model.json`` of an air-quality run: the features read and their standardisation."""
+
+    features: int
+    columns: list[str]
+    scaler: _ScalerJSON
+
+
 class AirQuality(Task):
     name = "air-quality"
     summary = "next-hour air quality regression (London, lag windows, many-to-one)"
@@ -63,6 +77,7 @@ class AirQuality(Task):
     Model = ManyToOneModel
     Train = AirQualityTrain
     combine = "mean"
+    Meta = AirQualityMeta
 
     def load(self) -> None:
         d = self.cfg.data
@@ -107,6 +122,15 @@ class AirQuality(Task):
 
     def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
         return F.mse_loss(model(batch["x"]).squeeze(-1).float(), batch["y"]), None
+
+    def check_meta(self, path: Path) -> None:
+        scaler = self.meta["scaler"]
+        if not len(scaler["mean"]) == len(scaler["std"]) == self.meta["features"]:
+            raise entry_error(
+                path, "scaler", f"should hold {self.meta['features']} means and spreads"
+            )
+        if min(scaler["std"]) <= 0:
+            raise entry_error(path, "scaler.std", "should be above 0 (it divides every reading)")
 
     def _scaler(self) -> Scaler:
         """The training rows' standardisation, as saved in ``model.json``."""

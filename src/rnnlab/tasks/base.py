@@ -7,6 +7,7 @@ A task is a story in four steps (data -> model -> training -> what it learned). 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -21,22 +22,26 @@ from rich.markup import escape
 from torch import Tensor, nn
 
 import rnnlab
-from rnnlab import plots
+from rnnlab import checkpoint, plots, runtime
+from rnnlab.cells import GATE_COUNT
 from rnnlab.config import Config, ModelConfig, TrainConfig, load_config
 from rnnlab.data.registry import quiet_downloads
 from rnnlab.distributed import World
 from rnnlab.errors import RnnlabError
+from rnnlab.recurrent import Recurrent
 from rnnlab.rundir import (
     ModelMeta,
     load_model_meta,
     load_weights,
     new_run_dir,
     parameter_count,
+    run_lock,
     save_model,
     write_csv,
     write_json,
     write_text,
 )
+from rnnlab.schema import read_entries
 from rnnlab.train import Batch, Batches, Callback, TensorBatches, Trainer, resolve_device
 
 Split = dict[str, Tensor]
@@ -58,6 +63,8 @@ class Task:
     # How an ensemble of runs combines the model's outputs (rnnlab.ensemble): "probabilities"
     # for class logits, "mean" for values; None where averaging means nothing.
     combine: ClassVar[Literal["probabilities", "mean"] | None] = None
+    # The schema of ``meta`` as model.json keeps it (a TypedDict), checked when a model is loaded.
+    Meta: ClassVar[Any] = None
 
     def __init__(self, cfg: Config, data_dir: Path | None = None) -> None:
         self.cfg, self.data_dir = cfg, data_dir
@@ -93,6 +100,12 @@ class Task:
         returns a line for the user saying what was prepared, if anything."""
         return None
 
+    def steps(self) -> int:
+        """The longest sequence one training example runs through recurrent layers: inputs and
+        targets' time axes (for the memory estimate before a model is built)."""
+        split = self.splits["train"]
+        return sum(t.shape[1] for k, t in split.items() if k in ("x", "y") and t.dim() >= 2) or 1
+
     def train_batches(self) -> Batches:
         """The training data as mini-batches (shuffled each epoch, seeded)."""
         cfg = self.cfg.train
@@ -105,6 +118,10 @@ class Task:
     def report(self, run_dir: Path, model: nn.Module) -> dict[str, Any]:
         """Task-specific files (plots, report.json) after training; returns extra metrics."""
         return {}
+
+    def check_meta(self, path: Path) -> None:
+        """Checks of a loaded ``meta`` (read from ``path``) that its types cannot express: a
+        vocabulary that parses, a scaler that divides by more than 0."""
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         """Answer raw user inputs (texts, questions, files): one dict of columns per answer."""
@@ -195,8 +212,104 @@ def _run(
         console = Console(stderr=True, quiet=quiet or not main)
     if cfg.train.deterministic:
         make_deterministic()
-    if cfg.train.threads is not None:
-        torch.set_num_threads(cfg.train.threads)
+    recorded = checkpoint.recorded_run(out / "last") if resume and out is not None else {}
+    if resume and out is not None and "config" in recorded:
+        check_same_config(out, cfg, recorded["config"])
+    threads = _threads(target, cfg, recorded.get("threads"))
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads.count)
+    try:
+        return _train(
+            task_cls, cfg, out, target, quiet, data_dir, extra_callbacks, console, resume,
+            world, resume_hint, threads,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _threads(target: torch.device, cfg: Config, resumed: int | None) -> runtime.Threads:
+    """This run's CPU threads: set, resumed, or chosen from the CPUs free (see
+    :func:`rnnlab.runtime.choose_threads`); as the launcher set them for a run of several
+    processes, and torch's own count on a GPU."""
+    if os.environ.get("OMP_NUM_THREADS") or target.type != "cpu":
+        count = torch.get_num_threads()
+        return runtime.Threads(count, runtime.usable_cpus(), 0.0, "set for each process")
+    return runtime.choose_threads(cfg.train.threads, resumed)
+
+
+def training_bytes(model: nn.Module, batch_size: int, steps: int) -> int:
+    """About the memory training ``model`` takes: weights, gradients and two optimizer moments,
+    and what backpropagation keeps of every recurrent step (its gates, state and output)."""
+    params = sum(p.numel() for p in model.parameters())
+    per_step = sum(
+        m.layers * m.directions * m.hidden_size * (GATE_COUNT[m.cell] + 2)
+        for m in model.modules()
+        if isinstance(m, Recurrent)
+    )
+    return 4 * (4 * params + batch_size * steps * per_step)
+
+
+def check_fits(task: Task, target: torch.device) -> None:
+    """Refuse, in one line, a model and batch that cannot fit the memory free, before building
+    it: the model is built on the meta device (shapes, no memory) to count its weights."""
+    t, m = task.cfg.train, task.cfg.model
+    try:
+        with torch.device("meta"):
+            probe = task.build_model()
+    except RnnlabError as err:  # weights alone too large (rnnlab.Recurrent)
+        raise RnnlabError(f"model.hidden={m.hidden}, model.layers={m.layers}: {err}") from None
+    need = training_bytes(probe, t.batch_size, task.steps())
+    free = runtime.available_memory(target)
+    if free is not None and need > free:
+        raise RnnlabError(
+            f"model.hidden={m.hidden}, model.layers={m.layers}, train.batch_size={t.batch_size}: "
+            f"training needs about {runtime.gigabytes(need)} ({parameter_count(probe):,} "
+            f"parameters, their gradients and optimizer state, and the steps backpropagation "
+            f"keeps), more than the {runtime.gigabytes(free)} free on {target}; lower one of them"
+        )
+
+
+def check_same_config(run_dir: Path, cfg: Config, recorded: dict[str, Any]) -> None:
+    """A resumed run continues exactly as it started: its ``config.toml`` must still say what its
+    checkpoint recorded; the first key that differs is a one-line error."""
+
+    def flat(config: dict[str, Any]) -> dict[str, Any]:
+        return {
+            f"{section}.{key}": value
+            for section, values in config.items()
+            if isinstance(values, dict)
+            for key, value in values.items()
+        }
+
+    now, then = flat(cfg.with_absolute_paths().to_dict()), flat(recorded)
+    for key in sorted(now.keys() | then.keys()):
+        if now.get(key) != then.get(key):
+            shown = {
+                k: "not set" if v is None else repr(v)
+                for k, v in (("now", now.get(key)), ("then", then.get(key)))
+            }
+            raise RnnlabError(
+                f"{run_dir / 'config.toml'}: {key} is {shown['now']}, but the run was trained "
+                f"with {shown['then']}; a resumed run continues as it started: set it back, or "
+                f"start a new run with --config {run_dir / 'config.toml'}"
+            )
+
+
+def _train(
+    task_cls: type[Task],
+    cfg: Config,
+    out: Path | None,
+    target: torch.device,
+    quiet: bool,
+    data_dir: Path | None,
+    extra_callbacks: tuple[Callback, ...],
+    console: Console,
+    resume: bool,
+    world: World,
+    resume_hint: str | None,
+    threads: runtime.Threads,
+) -> Path:
+    main = world.is_main
     seed_everything(cfg.train.seed)
     task = task_cls(cfg, data_dir)
     # --quiet: nothing on the terminal, a first download included.
@@ -213,12 +326,36 @@ def _run(
     if prepared:
         console.print(prepared, soft_wrap=True, markup=False, highlight=False)
     sizes["train"] = len(next(iter(task.splits["train"].values())))  # a transfer set's, if any
+    check_fits(task, target)
     seed_everything(cfg.train.seed)  # the model's initial weights do not depend on data loading
     model = task.build_model()
     made = str(out if resume else new_run_dir(cfg.task, out)) if main else None
     run_dir = Path(world.broadcast(made))
-    if main and not resume:
-        write_text(run_dir / "config.toml", cfg.with_absolute_paths().to_toml())
+    with run_lock(run_dir) if main else contextlib.nullcontext():
+        if main and not resume:
+            write_text(run_dir / "config.toml", cfg.with_absolute_paths().to_toml())
+        return _fit_and_write(
+            task, model, cfg, run_dir, target, quiet, extra_callbacks, console, resume, world,
+            resume_hint, threads, sizes["train"],
+        )  # fmt: skip
+
+
+def _fit_and_write(
+    task: Task,
+    model: nn.Module,
+    cfg: Config,
+    run_dir: Path,
+    target: torch.device,
+    quiet: bool,
+    extra_callbacks: tuple[Callback, ...],
+    console: Console,
+    resume: bool,
+    world: World,
+    resume_hint: str | None,
+    threads: runtime.Threads,
+    train_examples: int,
+) -> Path:
+    main = world.is_main
     trainer = Trainer(
         model,
         cfg.train,
@@ -231,12 +368,14 @@ def _run(
         checkpoint_dir=run_dir / "last",
         resume_hint=resume_hint or f"rnnlab run {cfg.task} --resume {run_dir}",
         world=world,
+        run_info={"config": cfg.with_absolute_paths().to_dict(), "threads": threads.count},
     )
+    on = f"{target} ({threads.describe()})" if target.type == "cpu" else str(target)
     console.print(
         f"[bold]{cfg.task}[/]: {'resuming, ' if resume else ''}"
-        f"{parameter_count(model):,} parameters on {target}"
+        f"{parameter_count(model):,} parameters on {escape(on)}"
         f"{f' x {world.size} processes' if world.size > 1 else ''}, {trainer.precision}, "
-        f"{sizes['train']:,} training examples -> {escape(str(run_dir))}",
+        f"{train_examples:,} training examples -> {escape(str(run_dir))}",
         soft_wrap=True,  # one line in a log, the run's folder whole
     )
     result = trainer.fit(task.train_batches(), resume=resume)
@@ -253,7 +392,7 @@ def _run(
             eval_seconds=round(time.perf_counter() - started, 3),
             epochs=len(result.history),
             best_epoch=result.best_epoch,
-            train_examples=sizes["train"],
+            train_examples=train_examples,
             parameters=parameter_count(model),
             device=str(target),
             precision=trainer.precision,  # fp32 where the CPU lacks what train.precision asked
@@ -262,13 +401,15 @@ def _run(
             and trainer.graphs.failure is None
             and trainer.graphs.replays > 0,
             processes=world.size,
+            threads=threads.count,
             rnnlab_version=rnnlab.__version__,
         )
         save_model(run_dir, model, {"task": cfg.task, **task.meta})
-        write_json(run_dir / "metrics.json", metrics)
         plots.learning_curves(
             result.history, run_dir / "learning_curves.png", cfg.task, result.best_epoch
         )
+        # Last: metrics.json marks a finished run, so every other file is whole before it exists.
+        write_json(run_dir / "metrics.json", metrics)
     return run_dir
 
 
@@ -281,11 +422,19 @@ def restore(task_cls: type[Task], run_dir: Path, device: str = "auto") -> tuple[
         )
     cfg = task_cls.config(run_dir / "config.toml")
     task = task_cls(cfg)
-    task.meta = ModelMeta(
-        meta.path, {k: v for k, v in meta.items() if k not in ("format_version", "task")}
-    )
+    entries = {k: v for k, v in meta.items() if k not in ("format_version", "task")}
+    if task_cls.Meta is not None:
+        read_entries(meta.path, entries, task_cls.Meta)
+    task.meta = ModelMeta(meta.path, entries)
+    task.check_meta(meta.path)
     target = resolve_device(device)
     task.device = target
-    model = task.build_model()
+    try:
+        model = task.build_model()
+    except (ValueError, TypeError, KeyError) as err:
+        raise RnnlabError(
+            f"{meta.path}: describes a model that cannot be built ({' '.join(str(err).split())}); "
+            "the file is damaged or not rnnlab's"
+        ) from None
     load_weights(run_dir, model)
     return task, model.to(target).eval()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -140,11 +140,23 @@ class Classifier(Task):
         return {"majority_accuracy": majority_baseline(self.splits["train"]["y"].cpu(), y.cpu())}
 
 
+class _UCRMetaRequired(TypedDict):
+    features: int
+    classes: list[str]
+
+
+class UCRMeta(_UCRMetaRequired, total=False):
+    """``model.json`` of a UCR classifier: features per step, class names, series length."""
+
+    length: int
+
+
 class ElectricDevices(Classifier):
     name = "electric-devices"
     summary = "ElectricDevices day classification (UCR, 7 classes, many-to-one)"
     Data = UCRData
     Train = ClassifierTrain
+    Meta = UCRMeta
 
     def load(self) -> None:
         d = self.cfg.data

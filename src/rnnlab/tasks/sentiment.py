@@ -13,7 +13,8 @@ labels new text.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, TypedDict
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ from rnnlab.data.pieces import WordPieces
 from rnnlab.data.tweets import encoder_from_json, load_transfer, pad_right
 from rnnlab.errors import RnnlabError
 from rnnlab.models import ManyToOne
+from rnnlab.schema import Mismatch, entry_error
 from rnnlab.tasks.electric_devices import Classifier, ClassifierTrain
 from rnnlab.train import Batches, LengthBuckets
 
@@ -72,12 +74,26 @@ def _dropped_note(empty: int, oov: dict[str, int]) -> str | None:
     )
 
 
+class SentimentMeta(TypedDict):
+    """``model.json`` of a sentiment run: class names and the text encoder as JSON."""
+
+    classes: list[str]
+    vocab: str
+
+
 class Sentiment(Classifier):
     name = "sentiment"
     summary = "airline-tweet sentiment (word embedding + LSTM, 3 classes, many-to-one)"
     Data = TweetsData
     Model = TextModel
     Train = SentimentTrain
+    Meta = SentimentMeta
+
+    def check_meta(self, path: Path) -> None:
+        try:
+            encoder_from_json(self.meta["vocab"])
+        except Mismatch as m:
+            raise entry_error(path, "vocab", f"is not a vocabulary ({m})") from None
 
     def load(self) -> None:
         d = self.cfg.data

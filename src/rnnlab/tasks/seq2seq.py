@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,8 @@ from rnnlab.seq2seq import Seq2Seq
 from rnnlab.tasks.base import Task
 from rnnlab.train import Batch, Callback, Trainer
 
+# Pairs shipped with rnnlab, read when data.path is not set: dates in words -> ISO dates.
+EXAMPLE_PAIRS = Path(__file__).parents[1] / "examples" / "dates.tsv"
 SPECIALS = ("<pad>", "<unk>", "<eos>")
 PAD, UNK, EOS = 0, 1, 2
 
@@ -63,6 +65,16 @@ class Seq2SeqTrain(TrainConfig):
         check_probability("train.teacher_forcing", self.teacher_forcing)
 
 
+class PairsMeta(TypedDict):
+    """``model.json`` of an encoder–decoder: vocabulary sizes, special ids, decoding's bound."""
+
+    source_vocab: int
+    target_vocab: int
+    eos: int | None
+    pad: int | None
+    max_len: int
+
+
 class PairsTask(Task):
     """The seq2seq recipe over ``splits`` with ``x`` (N, S) source ids, optional ``lengths`` (N,)
     and ``y`` (N, T) target ids, and ``meta`` with ``source_vocab``, ``target_vocab`` (sizes),
@@ -70,6 +82,7 @@ class PairsTask(Task):
 
     Model = Seq2SeqModel
     Train = Seq2SeqTrain
+    Meta: Any = PairsMeta
     accuracy = "token_accuracy"  # the per-token metric's name
     samples = 5  # validation examples shown after every epoch
 
@@ -283,22 +296,25 @@ def _encode(sequences: list[list[str]], vocab: dict[str, int], eos: bool) -> tup
     return out, lengths
 
 
+class TokenPairsMeta(PairsMeta):
+    """``model.json`` of a seq2seq run: also its tokens, in id order."""
+
+    source_tokens: list[str]
+    target_tokens: list[str]
+
+
 class Pairs(PairsTask):
     name = "seq2seq"
     summary = "your own source<TAB>target pairs (encoder–decoder, attention, beam search)"
     Data = PairsData
+    Meta = TokenPairsMeta
 
     def _split_tokens(self, text: str) -> list[str]:
         return text.split() if self.cfg.data.tokens == "word" else list(text)
 
     def load(self) -> None:
         d = self.cfg.data
-        if d.path is None:
-            raise RnnlabError(
-                "config key data.path is not set: give a TSV of source<TAB>target lines, "
-                "e.g. --set data.path='examples/dates.tsv'"
-            )
-        pairs = read_pairs(d.path, d.lower, d.header)
+        pairs = read_pairs(d.path or EXAMPLE_PAIRS, d.lower, d.header)
         random.Random(d.split_seed).shuffle(pairs)
         n_val = max(1, round(len(pairs) * d.val_fraction))
         n_test = max(1, round(len(pairs) * d.test_fraction))
@@ -339,6 +355,14 @@ class Pairs(PairsTask):
             "source_tokens": list(source_vocab),
             "target_tokens": list(target_vocab),
         }
+
+    def prepare_training(self) -> str | None:
+        if self.cfg.data.path is None:
+            return (
+                f"data.path is not set: training on the example shipped with rnnlab, "
+                f"{EXAMPLE_PAIRS} (dates in words -> ISO dates)"
+            )
+        return None
 
     def _join(self, tokens: list[str]) -> str:
         return (" " if self.cfg.data.tokens == "word" else "").join(tokens)

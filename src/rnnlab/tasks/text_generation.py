@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,7 @@ from rnnlab.generate import Sample, generate
 from rnnlab.metrics import bits_per_char
 from rnnlab.models import CharLM
 from rnnlab.rundir import write_text
+from rnnlab.schema import Mismatch, entry_error
 from rnnlab.tasks.base import Task
 from rnnlab.train import Batch, Callback, Trainer
 
@@ -136,12 +137,29 @@ class StreamBatches:
             yield {"x": x, "y": y}  # (B, <= bptt) each, y = x shifted by one character
 
 
+class _TextMetaRequired(TypedDict):
+    vocab: str
+
+
+class TextMeta(_TextMetaRequired, total=False):
+    """``model.json`` of a character model: its characters as JSON, and whether it lower-cases."""
+
+    lower: bool
+
+
 class TextGeneration(Task):
     name = "text-generation"
     summary = "character-level poetry (one-hot + LSTM, windows or truncated BPTT, sampling)"
     Data = TextData
     Model = CharModel
     Train = TextTrain
+    Meta = TextMeta
+
+    def check_meta(self, path: Path) -> None:
+        try:
+            CharVocab.from_json(self.meta["vocab"])
+        except Mismatch as m:
+            raise entry_error(path, "vocab", f"is not a character vocabulary ({m})") from None
 
     def load(self) -> None:
         d = self.cfg.data
@@ -179,6 +197,11 @@ class TextGeneration(Task):
     def build_model(self) -> nn.Module:
         m = self.cfg.model
         return CharLM(len(self.vocab), m.recurrent_kwargs(), m.embedding, m.head_dropout)
+
+    def steps(self) -> int:
+        if self.cfg.data.mode == "stream":
+            return self.cfg.train.bptt
+        return min(self.cfg.data.maxlen, self.cfg.train.bptt)
 
     def train_batches(self):
         if self.cfg.data.mode == "windows":

@@ -1,7 +1,7 @@
 """Write ``dates.tsv``: dates as people write them (in words) -> ISO dates, for ``rnnlab run seq2seq``.
 
     python examples/make_dates.py [--pairs 5000] [--seed 0] [--out examples/dates.tsv]
-    rnnlab run seq2seq --set data.path='examples/dates.tsv'
+    rnnlab run seq2seq                # trains on the shipped examples/dates.tsv
 
 Each line is ``source<TAB>target``, e.g. ``tuesday, the 5th of march 1991<TAB>1991-03-05``: a
 weekday or not, day numbers or ordinal words, full or short month names, in several orders.
