@@ -2,7 +2,7 @@
 
     python benchmarks/engines.py [--batch 128] [--steps 50] [--input 32] [--hidden 128] [--json F]
 
-Both engines read the same parameters (see ``rnnlab.recurrent``); the lecture GRU and variational
+Both engines read the same parameters (see ``rnnlab.nn.recurrent``); the lecture GRU and variational
 recurrent dropout have no fused kernel, so they have a reference row only.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from rnnlab import runtime
-from rnnlab.recurrent import Recurrent
+from rnnlab.nn import Recurrent
 
 CELLS = {  # row name -> Recurrent keyword arguments
     "rnn (tanh)": {"cell": "rnn"},

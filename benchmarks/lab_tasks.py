@@ -43,12 +43,13 @@ from torch import nn
 
 import rnnlab
 from rnnlab.config import CONFIG_DIR
-from rnnlab.distributed import launch
-from rnnlab.graphs import StepGraphs
-from rnnlab.recurrent import Recurrent
-from rnnlab.report import KERAS
-from rnnlab.tasks import TASKS, get_task, run
-from rnnlab.train import missing_for, resolve_device
+from rnnlab.nn import Recurrent
+from rnnlab.runs.pipeline import run
+from rnnlab.runs.report import KERAS
+from rnnlab.tasks import TASKS, get_task
+from rnnlab.training.device import missing_for, resolve_device
+from rnnlab.training.distributed import launch
+from rnnlab.training.graphs import StepGraphs
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from rnnlab import runtime
-from rnnlab.train import missing_for
+from rnnlab.training.device import missing_for
 
 
 def step_ms(args: argparse.Namespace) -> float:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from common import run_main, task_parser
 
-from rnnlab.tasks import get_task, run
+from rnnlab.runs.pipeline import run
+from rnnlab.tasks import get_task
 
 
 def main() -> None:

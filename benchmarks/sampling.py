@@ -4,7 +4,7 @@
 
 Both use the same LSTM (the lab's one-hot input, 38 characters, untrained weights: speed does not
 depend on them). The lab's way re-runs the whole 50-character window for every new character;
-``rnnlab.generate`` reads the prime once and then takes one cell step per character.
+``rnnlab.tasks.sampling`` reads the prime once and then takes one cell step per character.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import time
 import torch
 
 from rnnlab.data.text import CharVocab
-from rnnlab.generate import generate
-from rnnlab.models import CharLM
+from rnnlab.nn import CharLM
+from rnnlab.tasks.sampling import generate
 
 
 def window_rereading(model: CharLM, window: torch.Tensor, chars: int) -> float:
@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     vocab = CharVocab.of(string.ascii_lowercase + " \n.,;:!?'-()")
     torch.manual_seed(0)
-    model = CharLM(len(vocab), {"hidden_size": args.hidden}).eval()
+    model = CharLM(len(vocab), hidden=args.hidden).eval()
     window = torch.randint(len(vocab), (1, 50))
     lab = window_rereading(model, window, args.chars)
     start = time.perf_counter()
@@ -54,7 +54,7 @@ def main() -> None:
         f"({sum(len(t.text) for t in texts)} characters; the lab's Keras script: about 110 s)"
     )
     print(f"window re-read (the lab's way): {lab:10,.0f} chars/s")
-    print(f"carried state (rnnlab.generate): {ours:10,.0f} chars/s   ({ours / lab:.1f}x)")
+    print(f"carried state (rnnlab.tasks.sampling): {ours:10,.0f} chars/s   ({ours / lab:.1f}x)")
 
 
 if __name__ == "__main__":

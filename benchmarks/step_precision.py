@@ -27,9 +27,10 @@ import torch
 from common import run_main, task_parser
 from lab_tasks import GATES, count_flops
 
-from rnnlab.recurrent import Recurrent
+from rnnlab.nn import Recurrent
 from rnnlab.tasks import get_task
-from rnnlab.train import autocast, build_optimizer, missing_for
+from rnnlab.training.device import autocast, missing_for
+from rnnlab.training.optim import build_optimizer
 
 
 def time_steps(step: Callable[[str], None], precision: str, steps: int) -> float:

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from common import run_main
 
-from rnnlab.compare import compare, mean_std
+from rnnlab.runs.compare import compare, mean_std
 from rnnlab.tasks import get_task
-from rnnlab.train import lower_is_better
+from rnnlab.training.callbacks import lower_is_better
 
 
 def main() -> None:

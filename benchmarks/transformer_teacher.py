@@ -40,7 +40,7 @@ from rnnlab.data.pieces import WordPieces
 from rnnlab.data.table import read_csv
 from rnnlab.data.tweets import pad_right
 from rnnlab.errors import RnnlabError
-from rnnlab.rundir import write_csv, write_json, write_text
+from rnnlab.files import write_csv, write_json, write_text
 
 MAX_PIECES = 64  # the teacher's input, [CLS] and [SEP] included
 

@@ -15,8 +15,9 @@ from torch import Tensor
 
 from rnnlab.data.addition import decode
 from rnnlab.errors import RnnlabError
-from rnnlab.tasks import Addition, run
-from rnnlab.tasks.seq2seq import Pairs, read_pairs
+from rnnlab.runs.pipeline import run
+from rnnlab.tasks import Addition
+from rnnlab.tasks.tsv_pairs import Pairs, read_pairs
 
 DATES = Path(__file__).resolve().parents[1] / "examples" / "dates.tsv"
 TINY = ["data.examples=600", "data.digits=2", "data.test_examples=100", "model.hidden=32",
@@ -167,7 +168,7 @@ def test_validation_examples_show_brackets_as_text_and_an_empty_answer_as_nothin
 
 
 def test_predict_shows_an_empty_answer_as_nothing_and_floats_to_three_digits():
-    from rnnlab.cli import _cell
+    from rnnlab.cli.commands import _cell
 
     assert [_cell(v).plain for v in ("", "596", 0.98765, 3)] == ["(nothing)", "596", "0.988", "3"]
 

@@ -99,12 +99,13 @@ def runs(tmp_path_factory, shared_data):
         "text-generation": ["data.mode='stream'", "model.hidden=8", "train.bptt=16"],
     }
     from rnnlab import tasks
+    from rnnlab.runs import pipeline
 
     made = {}
     for task, sets in specs.items():
         cls = tasks.get_task(task)
         cfg = cls.config(None, [*sets, "train.epochs=1"])
-        made[task] = tasks.run(cls, cfg, base / task, "cpu", True, shared_data)
+        made[task] = pipeline.run(cls, cfg, base / task, "cpu", True, shared_data)
     return made
 
 
@@ -362,11 +363,12 @@ def test_input_for_a_task_that_takes_none(capsys, runs):
 
 def test_readings_that_do_not_fill_the_models_window(capsys, shared_data, tmp_path):
     from rnnlab import tasks
+    from rnnlab.runs import pipeline
 
     cls = tasks.get_task("air-quality")
     sets = ["data.train_rows=2000", "data.test_rows=300", "model.hidden=4", "train.epochs=1"]
     cfg = cls.config(None, [*sets, "data.neighbours=['GWoolwich']"])
-    run = tasks.run(cls, cfg, tmp_path / "run", "cpu", True, shared_data)
+    run = pipeline.run(cls, cfg, tmp_path / "run", "cpu", True, shared_data)
     hours = _file(tmp_path, "hours.csv", "".join(f"{i}.5\n" for i in range(10)))
     code, _, err = rnnlab(capsys, "predict", str(run), hours)
     assert_one_line_error(code, err, hours, "1 columns, expected 2", "GWoolwich[0]")

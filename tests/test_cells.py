@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab.cells import GRUCell, LSTMCell, RNNCell
+from rnnlab.nn.cells import GRUCell, LSTMCell, RNNCell
 
 pytestmark = pytest.mark.usefixtures("float64")  # parity to 1e-9 needs double precision
 

@@ -8,7 +8,7 @@ import pytest
 from cli_helpers import assert_one_line_error, rnnlab
 
 from rnnlab import plots
-from rnnlab.compare import mean_std
+from rnnlab.runs.compare import mean_std
 
 TINY = ["data.train_rows=600", "data.test_rows=200", "model.hidden=8", "train.epochs=1"]
 

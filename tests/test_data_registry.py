@@ -10,8 +10,8 @@ import pooch
 import pytest
 from typer.testing import CliRunner
 
+from rnnlab.cli.data import data_app
 from rnnlab.data import registry
-from rnnlab.data.cli import data_app
 from rnnlab.errors import RnnlabError
 
 
@@ -222,7 +222,8 @@ def test_cli_error_is_one_line_on_stderr_with_status_2(tmp_path, offline, monkey
 @pytest.mark.parametrize("quiet", [True, False])
 def test_a_quiet_run_downloads_without_a_word(shared_data, tmp_path, server, quiet):
     """`rnnlab run --quiet` fetching its data for the first time prints nothing about it."""
-    from rnnlab.tasks import Sentiment, run
+    from rnnlab.runs.pipeline import run
+    from rnnlab.tasks import Sentiment
 
     server.files["/Sentiment/Airlines.csv"] = (shared_data / "Airlines.csv").read_bytes()
     records: list[logging.LogRecord] = []

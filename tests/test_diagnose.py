@@ -14,10 +14,11 @@ import torch.nn.functional as F
 from cli_helpers import assert_one_line_error, rnnlab
 from slices import tweets_slice, verse_file
 
-from rnnlab.cells import gru_step, lstm_step, rnn_step
-from rnnlab.diagnose import adding_problem, gate_activations, hidden_gradient_norms
-from rnnlab.models import ManyToOne
-from rnnlab.tasks import Sentiment, TextGeneration, run
+from rnnlab.nn import ManyToOne
+from rnnlab.nn.cells import gru_step, lstm_step, rnn_step
+from rnnlab.runs.diagnose import adding_problem, gate_activations, hidden_gradient_norms
+from rnnlab.runs.pipeline import run
+from rnnlab.tasks import Sentiment, TextGeneration
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -30,7 +31,7 @@ def keep_threads():
 
 def _tiny_model(cell: str) -> ManyToOne:
     torch.manual_seed(0)
-    return ManyToOne(2, 1, {"hidden_size": 5, "cell": cell, "gru_variant": "cudnn"})
+    return ManyToOne(2, 1, hidden=5, cell=cell, gru_variant="cudnn")
 
 
 def _norms_by_retained_states(model: ManyToOne, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -44,9 +45,9 @@ def _norms_by_retained_states(model: ManyToOne, x: torch.Tensor, y: torch.Tensor
         if cell == "lstm":
             (h, c), _ = lstm_step(gi, (h, c), w_hh, b_hh)
         elif cell == "gru":
-            h, _ = gru_step(gi, h, w_hh, b_hh, "cudnn")
+            (h,), _ = gru_step(gi, (h,), w_hh, b_hh, variant="cudnn")
         else:
-            h, _ = rnn_step(gi, h, w_hh, b_hh)
+            (h,), _ = rnn_step(gi, (h,), w_hh, b_hh)
         h.retain_grad()
         kept.append(h)
     ((model.head(h).squeeze(-1) - y) ** 2).sum().backward()

@@ -11,10 +11,13 @@ import torch.nn.functional as F
 from cli_helpers import assert_one_line_error, rnnlab
 from slices import ucr_slice
 
-from rnnlab import distill
-from rnnlab.ensemble import Ensemble
 from rnnlab.errors import RnnlabError
-from rnnlab.tasks import AirQuality, ElectricDevices, restore, run
+from rnnlab.runs import teachers
+from rnnlab.runs.ensemble import Ensemble
+from rnnlab.runs.pipeline import run
+from rnnlab.runs.restore import restore
+from rnnlab.tasks import AirQuality, ElectricDevices
+from rnnlab.training import distillation
 
 
 def test_the_loss_mixes_labels_and_softened_teachers_as_defined():
@@ -22,11 +25,11 @@ def test_the_loss_mixes_labels_and_softened_teachers_as_defined():
     logits, labels = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
     soft = torch.randn(6, 4).softmax(-1)
     hard = F.cross_entropy(logits, labels)
-    torch.testing.assert_close(distill.loss(logits, labels, soft, 0.0, 3.0), hard)
+    torch.testing.assert_close(distillation.loss(logits, labels, soft, 0.0, 3.0), hard)
     taught = -(soft * (logits / 3.0).log_softmax(-1)).sum(-1).mean() * 9.0
-    torch.testing.assert_close(distill.loss(logits, labels, soft, 1.0, 3.0), taught)
+    torch.testing.assert_close(distillation.loss(logits, labels, soft, 1.0, 3.0), taught)
     torch.testing.assert_close(
-        distill.loss(logits, labels, soft, 0.25, 3.0), 0.75 * hard + 0.25 * taught
+        distillation.loss(logits, labels, soft, 0.25, 3.0), 0.75 * hard + 0.25 * taught
     )
 
 
@@ -37,17 +40,17 @@ def test_label_smoothing_spreads_the_hard_targets_as_defined():
     soft = torch.randn(6, 4).softmax(-1)
     target = F.one_hot(labels, 4) * 0.8 + 0.2 / 4
     smoothed = -(target * logits.log_softmax(-1)).sum(-1).mean()
-    torch.testing.assert_close(distill.loss(logits, labels, soft, 0.0, 3.0, 0.2), smoothed)
-    taught = distill.loss(logits, labels, soft, 1.0, 3.0)
+    torch.testing.assert_close(distillation.loss(logits, labels, soft, 0.0, 3.0, 0.2), smoothed)
+    taught = distillation.loss(logits, labels, soft, 1.0, 3.0)
     torch.testing.assert_close(
-        distill.loss(logits, labels, soft, 0.5, 3.0, 0.2), 0.5 * smoothed + 0.5 * taught
+        distillation.loss(logits, labels, soft, 0.5, 3.0, 0.2), 0.5 * smoothed + 0.5 * taught
     )
 
 
 def test_a_student_that_answers_like_its_teachers_gets_no_gradient_from_them():
     soft = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
     logits = (4.0 * soft.log() + 1.5).requires_grad_()  # softmax(logits / 4) == soft
-    distill.loss(logits, torch.tensor([1, 0]), soft, 1.0, 4.0).backward()
+    distillation.loss(logits, torch.tensor([1, 0]), soft, 1.0, 4.0).backward()
     torch.testing.assert_close(logits.grad, torch.zeros_like(soft), atol=1e-6, rtol=0)
 
 
@@ -68,13 +71,13 @@ def test_soft_targets_are_the_teachers_mean_probabilities_softened(tiny):
     study, sets = tiny
     task = ElectricDevices(ElectricDevices.config(None, sets))
     task.load()
-    runs = distill.teacher_runs([str(study)])
+    runs = teachers.teacher_runs([str(study)])
     assert runs == [study / "seed0", study / "seed1"]
     members = [restore(ElectricDevices, r, "cpu")[1] for r in runs]
     with torch.inference_mode():
         log_p = Ensemble(members, "probabilities")(task.splits["train"]["x"])
     for temperature in (1.0, 4.0):
-        soft = distill.soft_targets(task, runs, temperature)
+        soft = teachers.soft_targets(task, runs, temperature)
         torch.testing.assert_close(soft, (log_p / temperature).softmax(-1))
     # A higher temperature spreads the teachers' confidence: the top class gets less.
     assert (soft.max(-1).values < log_p.exp().max(-1).values).all()
@@ -156,4 +159,4 @@ def test_a_teacher_named_twice_is_refused(tmp_path):
     (tmp_path / "study" / "a").mkdir(parents=True)
     (tmp_path / "study" / "a" / "model.json").write_text("{}")
     with pytest.raises(RnnlabError, match=r"train\.teachers: .* same run as"):
-        distill.teacher_runs([str(tmp_path / "study"), str(tmp_path / "study" / "a")])
+        teachers.teacher_runs([str(tmp_path / "study"), str(tmp_path / "study" / "a")])

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from rnnlab.distributed import World
+from rnnlab.training.distributed import World
 
 # 2000 rows with batch 64: the last batch of each epoch splits unevenly between the processes.
 SETTINGS = [
@@ -90,7 +90,7 @@ def test_a_bad_config_under_procs_is_one_line(shared_data, tmp_path):
 def test_a_failed_process_leaves_its_message_for_the_launcher(tmp_path, monkeypatch):
     from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
 
-    from rnnlab.distributed import report_failure
+    from rnnlab.training.distributed import report_failure
 
     path = tmp_path / "error.json"
     monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(path))
@@ -116,7 +116,7 @@ def _fails_on(rank: int, code: int, message: str | None = "data.path x.csv: no s
     return [
         "-c",
         "import os, sys, time\n"
-        "from rnnlab.distributed import report_failure\n"
+        "from rnnlab.training.distributed import report_failure\n"
         f"if os.environ['RANK'] == '{rank}':\n{said}"
         f"    sys.exit({code})\n"
         "time.sleep(60)\n",
@@ -124,8 +124,8 @@ def _fails_on(rank: int, code: int, message: str | None = "data.path x.csv: no s
 
 
 def test_a_process_failing_alone_is_named_with_its_message():
-    from rnnlab.distributed import launch
     from rnnlab.errors import RnnlabError
+    from rnnlab.training.distributed import launch
 
     with pytest.raises(RnnlabError) as caught:
         launch(2, _fails_on(1, 2))
@@ -133,8 +133,8 @@ def test_a_process_failing_alone_is_named_with_its_message():
 
 
 def test_rank_0s_message_is_the_line_and_its_code_the_exit_code():
-    from rnnlab.distributed import launch
     from rnnlab.errors import RnnlabError
+    from rnnlab.training.distributed import launch
 
     with pytest.raises(RnnlabError) as caught:
         launch(2, _fails_on(0, 3))
@@ -144,12 +144,12 @@ def test_rank_0s_message_is_the_line_and_its_code_the_exit_code():
 def test_rank_0s_message_counts_when_another_rank_failed_a_moment_before():
     """Rank 0 has left its message; rank 1 fails first and the launcher stops rank 0 with a
     signal before it exits. Its message is still the one line (CI caught the two lines once)."""
-    from rnnlab.distributed import launch
     from rnnlab.errors import RnnlabError
+    from rnnlab.training.distributed import launch
 
     script = (
         "import os, sys, time\n"
-        "from rnnlab.distributed import report_failure\n"
+        "from rnnlab.training.distributed import report_failure\n"
         "if os.environ['RANK'] == '0':\n"
         "    report_failure('the data is bad')\n"
         "    time.sleep(60)\n"
@@ -163,8 +163,8 @@ def test_rank_0s_message_counts_when_another_rank_failed_a_moment_before():
 
 
 def test_a_crash_without_message_exits_with_its_code_or_is_named():
-    from rnnlab.distributed import launch
     from rnnlab.errors import RnnlabError
+    from rnnlab.training.distributed import launch
 
     with pytest.raises(SystemExit) as exited:
         launch(2, _fails_on(0, 3, message=None))

@@ -11,8 +11,10 @@ from cli_helpers import assert_one_line_error, rnnlab
 from slices import ucr_slice
 from torch import nn
 
-from rnnlab.ensemble import Ensemble
-from rnnlab.tasks import Addition, AirQuality, ElectricDevices, Sentiment, restore, run
+from rnnlab.runs.ensemble import Ensemble
+from rnnlab.runs.pipeline import run
+from rnnlab.runs.restore import restore
+from rnnlab.tasks import Addition, AirQuality, ElectricDevices, Sentiment
 
 
 class Fixed(nn.Module):
@@ -149,7 +151,7 @@ def test_runs_too_many_for_the_terminal_are_numbered_and_listed(
 ):
     from rich.console import Console
 
-    from rnnlab import cli
+    from rnnlab.cli import commands as cli
 
     monkeypatch.setattr(cli, "out", Console(width=40, markup=False))
     args = ["eval", str(ed_runs[0]), str(ed_runs[1]), "--data-dir", str(shared_data)]

@@ -19,8 +19,10 @@ import safetensors.torch
 import torch
 from cli_helpers import assert_one_line_error, rnnlab
 
-from rnnlab import checkpoint, runtime, tasks
-from rnnlab.rundir import LOCK, run_lock
+from rnnlab import runtime, tasks
+from rnnlab.runs import pipeline
+from rnnlab.runs.rundir import LOCK, run_lock
+from rnnlab.training import checkpoint
 
 TINY = ["data.train_rows=2000", "data.test_rows=300", "model.hidden=8", "train.epochs=2"]
 TIMING = {"train_seconds", "eval_seconds", "threads"}
@@ -191,7 +193,7 @@ def test_an_epoch_is_saved_in_the_foreground_when_no_thread_can_start(
     monkeypatch.setattr(threading.Thread, "start", refused)
     cls = tasks.get_task("air-quality")
     out = tmp_path / "run"
-    tasks.run(cls, cls.config(None, TINY), out, "cpu", True, shared_data)
+    pipeline.run(cls, cls.config(None, TINY), out, "cpu", True, shared_data)
     assert json.loads((out / "last" / checkpoint.META).read_text())["progress"]["epoch"] == 2
     assert (out / "metrics.json").exists()
 
@@ -207,7 +209,9 @@ def trained(tmp_path_factory, shared_data) -> dict[str, Path]:
     made = {}
     for name, sets in specs.items():
         cls = tasks.get_task(name)
-        made[name] = tasks.run(cls, cls.config(None, sets), base / name, "cpu", True, shared_data)
+        made[name] = pipeline.run(
+            cls, cls.config(None, sets), base / name, "cpu", True, shared_data
+        )
     return made
 
 
@@ -302,7 +306,7 @@ def test_generate_refuses_a_length_past_its_limit_before_any_work(capsys, traine
 
 
 def test_generate_reports_its_progress(trained):
-    from rnnlab.tasks import restore
+    from rnnlab.runs.restore import restore
 
     task, model = restore(tasks.get_task("text-generation"), trained["text-generation"], "cpu")
     seen: list[tuple[int, int]] = []

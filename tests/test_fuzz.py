@@ -12,14 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnlab.config import ModelConfig, TrainConfig, load_config, parse_override
+from rnnlab.config import load_config, parse_override
 from rnnlab.data.addition import format_question, parse_question
 from rnnlab.data.text import CharVocab
 from rnnlab.data.tweets import Vocabulary, clean
 from rnnlab.errors import RnnlabError
+from rnnlab.nn import RecurrentConfig
+from rnnlab.training.config import TrainConfig
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SECTIONS = {"data": ModelConfig, "model": ModelConfig, "train": TrainConfig}
+SECTIONS = {"data": RecurrentConfig, "model": RecurrentConfig, "train": TrainConfig}
 KEYS = ["train.epochs", "train.lr", "model.cell", "model.hidden", "model.bidirectional",
         "train.clip_norm", "model.dropout", "train.optimizer", "train.nope", "x", "train."]  # fmt: skip
 

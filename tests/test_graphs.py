@@ -12,10 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnlab.config import TrainConfig
-from rnnlab.models import ManyToOne
-from rnnlab.tasks import get_task, run
-from rnnlab.train import LengthBuckets, TensorBatches, Trainer
+from rnnlab.nn import ManyToOne
+from rnnlab.runs.pipeline import run
+from rnnlab.tasks import get_task
+from rnnlab.training.batches import LengthBuckets, TensorBatches
+from rnnlab.training.config import TrainConfig
+from rnnlab.training.trainer import Trainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -38,7 +40,7 @@ def _fit(device: str, ragged: bool, **train):
     data = _tokens()
     if not ragged:
         data = {"x": data["x"], "y": data["y"]}
-    model = ManyToOne(8, 2, {"hidden_size": 16}, vocab_size=20)
+    model = ManyToOne(8, 2, hidden=16, vocab_size=20)
     val = {k: t.to(device) for k, t in _tokens(64, seed=1).items()}
 
     def loss(m, batch, state):

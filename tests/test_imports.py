@@ -13,7 +13,7 @@ import rnnlab.data
 
 def test_the_package_and_its_cli_start_without_torch():
     # torch's import takes about 1.5 s: `rnnlab --help` and `rnnlab data list` need none of it.
-    code = "import sys, rnnlab, rnnlab.cli, rnnlab.data.cli; print('torch' in sys.modules)"
+    code = "import sys, rnnlab, rnnlab.cli, rnnlab.cli.data; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 

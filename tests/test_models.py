@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from rnnlab.errors import RnnlabError
-from rnnlab.models import ManyToOne
+from rnnlab.nn import ManyToOne
 from rnnlab.tasks import get_task
 
 
 def _model(pool: str, bidirectional: bool, cell: str = "lstm", vocab: int | None = None):
     torch.manual_seed(0)
-    recurrent = {"hidden_size": 6, "cell": cell, "layers": 2, "bidirectional": bidirectional}
-    return ManyToOne(5, 3, recurrent, vocab_size=vocab, pool=pool).eval()
+    recurrent = {"hidden": 6, "cell": cell, "layers": 2, "bidirectional": bidirectional}
+    return ManyToOne(5, 3, vocab_size=vocab, pool=pool, **recurrent).eval()
 
 
 @pytest.mark.parametrize("pool", ["last", "mean", "max"])
@@ -45,7 +45,7 @@ def test_pooling_reads_every_step(pool):
 
 
 def test_an_unknown_pool_is_an_error():
-    with pytest.raises(ValueError, match="pool must be"):
+    with pytest.raises(ValueError, match="pool' must be"):
         _model("median", bidirectional=False)
 
 

@@ -81,7 +81,7 @@ def test_padding_invariance_a_sequence_ignores_longer_neighbours(engine, cell):
 
 def test_backward_direction_starts_at_each_sequence_end():
     torch.manual_seed(2)
-    layer = Recurrent(2, 3, cell="gru", bidirectional=True)  # lecture GRU, reference engine
+    layer = Recurrent(2, 3, cell="gru", gru_variant="lecture", bidirectional=True)  # reference
     x = torch.randn(1, 5, 2)
     out, _ = layer(x, torch.tensor([3]))
     # The backward half at t=0 is a function of x[0..2] only: the same as running on x[:, :3].
@@ -91,7 +91,7 @@ def test_backward_direction_starts_at_each_sequence_end():
 
 def test_lecture_gru_runs_on_reference_engine_and_differs_from_cudnn():
     torch.manual_seed(3)
-    lecture = Recurrent(2, 3, cell="gru")
+    lecture = Recurrent(2, 3, cell="gru", gru_variant="lecture")
     cudnn = Recurrent(2, 3, cell="gru", gru_variant="cudnn")
     cudnn.load_state_dict(lecture.state_dict())
     assert lecture.resolved_engine() == "reference"
@@ -187,9 +187,9 @@ def test_forget_bias_sets_the_lstm_forget_gate_bias():
     ("kwargs", "match"),
     [
         ({"cell": "transformer"}, "cell"),
-        ({"hidden_size": 0}, "hidden_size"),
+        ({"hidden_size": 0}, "hidden"),
         ({"layers": 0}, "layers"),
-        ({"cell": "gru", "engine": "fused"}, "engine"),
+        ({"cell": "gru", "gru_variant": "lecture", "engine": "fused"}, "engine"),
         ({"recurrent_dropout": 0.2, "engine": "fused"}, "engine"),
         ({"engine": "cuda"}, "engine"),
         ({"dropout": 1.5}, "dropout"),

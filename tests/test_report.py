@@ -17,7 +17,7 @@ from slices import tweets_slice, ucr_slice, verse_file
 
 from rnnlab.cli import main
 from rnnlab.errors import RnnlabError
-from rnnlab.report import KERAS, task_overrides
+from rnnlab.runs.report import KERAS, task_overrides
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -153,7 +153,7 @@ def test_the_terminal_table_fits_80_columns_and_keeps_every_figure(lab_dir):
     from rich.console import Console
     from rich.table import Table
 
-    from rnnlab.report import Report, Result
+    from rnnlab.runs.report import Report, Result
 
     results = [
         Result(task, lab_dir / task, json.loads((lab_dir / task / "metrics.json").read_text()))

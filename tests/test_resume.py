@@ -114,7 +114,7 @@ def test_a_checkpoint_holds_the_state_of_its_snapshot_not_of_later_steps(tmp_pat
     import torch
     from torch import nn
 
-    from rnnlab import checkpoint
+    from rnnlab.training import checkpoint
 
     torch.manual_seed(0)
     model = nn.Linear(3, 2)
@@ -164,9 +164,9 @@ def test_a_tensor_learning_rate_and_its_schedule_resume_in_the_same_tensor(tmp_p
     import torch
     from torch import nn
 
-    from rnnlab import checkpoint
-    from rnnlab.config import TrainConfig
-    from rnnlab.train import TensorCosine, build_optimizer, build_schedule
+    from rnnlab.training import checkpoint
+    from rnnlab.training.config import TrainConfig
+    from rnnlab.training.optim import TensorCosine, build_optimizer, build_schedule
 
     cfg = TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, schedule="cosine")
     scaler = torch.amp.GradScaler("cpu", enabled=False)

@@ -8,7 +8,8 @@ import stat
 import pytest
 
 from rnnlab.errors import RnnlabError
-from rnnlab.rundir import new_run_dir, write_csv, write_json, write_text
+from rnnlab.files import write_csv, write_json, write_text
+from rnnlab.runs.rundir import new_run_dir
 
 
 def test_written_files_have_the_permissions_of_any_new_file(tmp_path):

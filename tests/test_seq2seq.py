@@ -8,11 +8,12 @@ import pytest
 import torch
 from torch import Tensor
 
-from rnnlab.config import TrainConfig
 from rnnlab.data.addition import encode, format_answer, format_question
-from rnnlab.metrics import exact_match
-from rnnlab.seq2seq import Seq2Seq, beam_search, greedy, length_penalty
-from rnnlab.train import TensorBatches, Trainer
+from rnnlab.nn.seq2seq import Seq2Seq, beam_search, greedy, length_penalty
+from rnnlab.tasks.metrics import exact_match
+from rnnlab.training.batches import TensorBatches
+from rnnlab.training.config import TrainConfig
+from rnnlab.training.trainer import Trainer
 
 A, B, EOS, BOS = 0, 1, 2, 3  # the toy's output tokens and its start symbol
 FEEDBACK = [("peeking", "additive"), ("attention", "additive"), ("attention", "dot"),
@@ -46,8 +47,11 @@ TOY = markov({BOS: (0.5, 0.4, 0.1), A: (0.4, 0.35, 0.25), B: (0.05, 0.05, 0.9)})
 
 def _model(decoder: str, attention: str = "additive", eos: int | None = 2, **kw) -> Seq2Seq:
     torch.manual_seed(0)
-    recurrent = {"hidden_size": 12, "cell": "lstm", "layers": 2, "bidirectional": True, **kw}
-    return Seq2Seq(9, 6, recurrent, 8, decoder, attention, decoder_layers=2, eos=eos).eval()
+    recurrent = {"hidden": 12, "cell": "lstm", "layers": 2, "bidirectional": True, **kw}
+    return Seq2Seq(
+        9, 6, embedding=8, decoder=decoder, attention=attention, decoder_layers=2, eos=eos,
+        **recurrent,
+    ).eval()  # fmt: skip
 
 
 def _batch(n: int = 6, steps: int = 7) -> tuple[Tensor, Tensor, Tensor]:
@@ -191,9 +195,9 @@ def test_decoders_run_with_every_cell(cell):
 
 def test_bad_arguments_name_the_parameter():
     with pytest.raises(ValueError, match="decoder"):
-        Seq2Seq(9, 6, {"hidden_size": 4}, decoder="transformer")
+        Seq2Seq(9, 6, hidden=4, decoder="transformer")
     with pytest.raises(ValueError, match="eos"):
-        Seq2Seq(9, 6, {"hidden_size": 4}, eos=6)
+        Seq2Seq(9, 6, hidden=4, eos=6)
 
 
 def test_a_tiny_model_learns_one_digit_addition():
@@ -203,7 +207,7 @@ def test_a_tiny_model_learns_one_digit_addition():
     )  # fmt: skip
     x, y = encode(questions), encode(answers)
     torch.manual_seed(0)
-    model = Seq2Seq(12, 12, {"hidden_size": 48}, embedding=12, decoder="plain")
+    model = Seq2Seq(12, 12, hidden=48, embedding=12, decoder="plain")
     cfg = TrainConfig(epochs=60, batch_size=10, lr=0.01, monitor="val_exact_match")
 
     def loss(m, batch, state):

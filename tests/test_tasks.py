@@ -11,7 +11,7 @@ import pytest
 from cli_helpers import assert_one_line_error, rnnlab
 from slices import ucr_slice
 
-from rnnlab.tasks import restore, task_of
+from rnnlab.runs.restore import restore, task_of
 
 RUN_FILES = {"config.toml", "history.csv", "metrics.json", "model.safetensors", "model.json"}
 COMMON_KEYS = {"train_seconds", "epochs", "parameters", "device", "precision", "rnnlab_version"}

@@ -11,13 +11,14 @@ import torch
 import torch.nn.functional as F
 from cli_helpers import assert_one_line_error, rnnlab
 
-from rnnlab.config import TrainConfig
 from rnnlab.data.text import CharVocab
 from rnnlab.errors import RnnlabError
-from rnnlab.generate import generate
-from rnnlab.models import CharLM
-from rnnlab.tasks.text_generation import StreamBatches, TextGeneration
-from rnnlab.train import Trainer
+from rnnlab.nn import CharLM
+from rnnlab.tasks.sampling import generate
+from rnnlab.tasks.text_generation import TextGeneration
+from rnnlab.training.batches import StreamBatches
+from rnnlab.training.config import TrainConfig
+from rnnlab.training.trainer import Trainer
 
 VERSE = "merry are the bells,\nand merry would they ring;\n"
 
@@ -72,7 +73,7 @@ def overfit() -> tuple[CharLM, CharVocab, float]:
     torch.manual_seed(0)
     vocab = CharVocab.of(VERSE)
     ids = vocab.encode(VERSE * 40)
-    model = CharLM(len(vocab), {"hidden_size": 48})
+    model = CharLM(len(vocab), hidden=48)
     cfg = TrainConfig(epochs=25, batch_size=8, lr=0.02, clip_norm=1.0, monitor="val_loss")
 
     def loss(m, batch, state):

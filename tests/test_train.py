@@ -12,18 +12,15 @@ from rich.console import Console
 from torch import nn
 
 from rnnlab import runtime
-from rnnlab.config import ModelConfig, TrainConfig, load_config, parse_override
+from rnnlab.config import load_config, parse_override
 from rnnlab.errors import RnnlabError
-from rnnlab.models import ManyToOne
-from rnnlab.train import (
-    TensorBatches,
-    Trainer,
-    build_optimizer,
-    build_schedule,
-    lower_is_better,
-    missing_for,
-    resolve_precision,
-)
+from rnnlab.nn import ManyToOne, RecurrentConfig
+from rnnlab.training.batches import TensorBatches
+from rnnlab.training.callbacks import lower_is_better
+from rnnlab.training.config import TrainConfig
+from rnnlab.training.device import missing_for, resolve_precision
+from rnnlab.training.optim import build_optimizer, build_schedule
+from rnnlab.training.trainer import Trainer
 
 
 def _problem(n=256, steps=5, seed=0):
@@ -35,7 +32,7 @@ def _problem(n=256, steps=5, seed=0):
 def _fit(cell="gru", console=None, **train):
     torch.manual_seed(0)
     cfg = TrainConfig(**({"epochs": 8, "batch_size": 32, "lr": 0.02, "monitor": "val_mse"} | train))
-    model = ManyToOne(1, 1, {"hidden_size": 16, "cell": cell, "gru_variant": "cudnn"})
+    model = ManyToOne(1, 1, hidden=16, cell=cell, gru_variant="cudnn")
     data, val = _problem(), _problem(64, seed=1)
 
     def loss(m, batch, state):
@@ -141,7 +138,7 @@ def test_divergence_is_a_one_line_error_naming_the_epoch():
 
 def test_a_non_finite_gradient_stops_before_the_weights_change():
     torch.manual_seed(0)
-    model = ManyToOne(1, 1, {"hidden_size": 4})
+    model = ManyToOne(1, 1, hidden=4)
     before = {k: v.clone() for k, v in model.state_dict().items()}
 
     def loss(m, batch, state):  # value 0, gradient of sqrt at 0: infinite
@@ -173,7 +170,7 @@ class _Data:
     size: int = 3
 
 
-SECTIONS = {"data": _Data, "model": ModelConfig, "train": TrainConfig}
+SECTIONS = {"data": _Data, "model": RecurrentConfig, "train": TrainConfig}
 
 
 def test_overrides_are_typed_and_ints_widen_to_floats(tmp_path, monkeypatch):
@@ -213,7 +210,7 @@ def test_parse_override_reads_toml_values_and_falls_back_to_strings():
 
 
 def test_length_buckets_cover_every_example_once_with_little_padding():
-    from rnnlab.train import LengthBuckets
+    from rnnlab.training.batches import LengthBuckets
 
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(1, 30, (500,), generator=g)

@@ -9,6 +9,8 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
-_MODULES = {"rnnlab.cells": ["GRUCell", "LSTMCell", "RNNCell"], "rnnlab.recurrent": ["Recurrent"]}
+_MODULES = {
+    "rnnlab.nn": ["GRUCell", "LSTMCell", "RNNCell", "Recurrent", "RecurrentConfig"],
+}
 __getattr__, __dir__ = exports(__name__, _MODULES)
 __all__ = [*(name for names in _MODULES.values() for name in names), "__version__"]

@@ -1,7 +1,8 @@
 """Run configuration: three typed sections, ``[data]``, ``[model]`` and ``[train]``, read from TOML.
 
-Each task declares its sections as dataclasses (the types) and ships a TOML file with the lab's
-settings (the values). A user's file and ``--set section.key=value`` overrides are checked against
+Each task declares its sections as dataclasses (the types: the model's come from
+:mod:`rnnlab.nn`, the loop's from :mod:`rnnlab.training.config`, the data's from the task) and
+ships a TOML file with the lab's settings (the values). A user's file and ``--set section.key=value`` overrides are checked against
 the dataclasses: an unknown key or a value of the wrong type is an error that names the key.
 """
 
@@ -9,16 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import sys
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import tomli_w
 
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import RnnlabError, SettingError
 from rnnlab.schema import Mismatch, coerce
 
 if sys.version_info >= (3, 11):
@@ -34,150 +34,31 @@ def check_at_least(section: str, config: Any, low: int, *keys: str) -> None:
     for key in keys:
         value = getattr(config, key)
         if value is not None and value < low:
-            raise RnnlabError(f"config key {section}.{key} must be >= {low}, got {value}")
+            raise SettingError(f"config key {section}.{key} must be >= {low}, got {value}")
 
 
 def check_positive(key: str, value: float | None) -> None:
     """A rate or a scale: above 0 (None: not set)."""
     if value is not None and not value > 0:
-        raise RnnlabError(f"config key {key} must be > 0, got {value}")
+        raise SettingError(f"config key {key} must be > 0, got {value}")
 
 
 def check_share(key: str, value: float) -> None:
     """A share of the data (validation, test): strictly between 0 and 1."""
     if not 0.0 < value < 1.0:
-        raise RnnlabError(f"config key {key} must be in (0, 1), got {value}")
+        raise SettingError(f"config key {key} must be in (0, 1), got {value}")
 
 
 def check_probability(key: str, value: float) -> None:
     """A probability or a weight of a mix: between 0 and 1, both included."""
     if not 0.0 <= value <= 1.0:
-        raise RnnlabError(f"config key {key} must be in [0, 1], got {value}")
+        raise SettingError(f"config key {key} must be in [0, 1], got {value}")
 
 
-def _fraction(key: str, value: float) -> None:
+def check_fraction(key: str, value: float) -> None:
+    """A share of units dropped: from 0 (none) up to, not including, 1."""
     if not 0.0 <= value < 1.0:
-        raise RnnlabError(f"config key {key} must be in [0, 1), got {value}")
-
-
-@dataclass
-class ModelConfig:
-    """The recurrent stack every task builds on (see :class:`rnnlab.Recurrent`)."""
-
-    cell: Literal["lstm", "gru", "rnn"] = "lstm"
-    hidden: int = 64
-    layers: int = 1
-    bidirectional: bool = False
-    dropout: float = 0.0
-    recurrent_dropout: float = 0.0
-    weight_drop: float = 0.0
-    nonlinearity: Literal["tanh", "relu"] = "tanh"
-    gru_variant: Literal["lecture", "cudnn"] = "cudnn"
-    engine: Literal["auto", "fused", "reference"] = "auto"
-    forget_bias: float | None = None
-    init: Literal["torch", "keras"] = "torch"
-
-    def check(self) -> None:
-        """Value checks the types cannot express."""
-        check_at_least("model", self, 1, "hidden", "layers")
-        _fraction("model.dropout", self.dropout)
-        _fraction("model.recurrent_dropout", self.recurrent_dropout)
-        _fraction("model.weight_drop", self.weight_drop)
-        if self.nonlinearity == "relu" and self.cell != "rnn":
-            raise RnnlabError("config key model.nonlinearity='relu' needs model.cell='rnn'")
-        if self.forget_bias is not None and self.cell != "lstm":
-            raise RnnlabError("config key model.forget_bias needs model.cell='lstm'")
-        if self.engine == "fused" and (
-            (self.cell == "gru" and self.gru_variant == "lecture") or self.recurrent_dropout > 0
-        ):
-            raise RnnlabError(
-                "config key model.engine='fused' cannot run the lecture GRU or recurrent dropout; "
-                "use 'auto' or 'reference'"
-            )
-
-    def recurrent_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :class:`rnnlab.Recurrent` (input size aside)."""
-        return {
-            "hidden_size": self.hidden,
-            "cell": self.cell,
-            "layers": self.layers,
-            "bidirectional": self.bidirectional,
-            "dropout": self.dropout,
-            "recurrent_dropout": self.recurrent_dropout,
-            "weight_drop": self.weight_drop,
-            "nonlinearity": self.nonlinearity,
-            "gru_variant": self.gru_variant,
-            "engine": self.engine,
-            "forget_bias": self.forget_bias,
-            "init": self.init,
-        }
-
-
-@dataclass
-class HeadModel(ModelConfig):
-    """A recurrent stack under a linear head, with dropout on what the head reads."""
-
-    head_dropout: float = 0.0
-
-    def check(self) -> None:
-        super().check()
-        _fraction("model.head_dropout", self.head_dropout)
-
-
-@dataclass
-class ManyToOneModel(HeadModel):
-    """A recurrent stack read into one vector: its last state, or its outputs pooled over time."""
-
-    pool: Literal["last", "mean", "max"] = "last"
-
-    def head_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :class:`rnnlab.models.ManyToOne` besides the recurrent ones."""
-        return {"head_dropout": self.head_dropout, "pool": self.pool}
-
-
-@dataclass
-class TrainConfig:
-    """The training loop's settings (see :class:`rnnlab.train.Trainer`)."""
-
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
-    clip_norm: float | None = None
-    clip_value: float | None = None
-    seed: int = 0
-    patience: int | None = None
-    monitor: str = "val_loss"
-    eval_batch_size: int = 4096
-    threads: int | None = None
-    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"  # auto: see train.resolve_precision
-    checkpoint_every: int | None = None
-    deterministic: bool = False
-    cuda_graphs: bool = True
-
-    def check(self) -> None:
-        """Value checks the types cannot express."""
-        counts = (
-            "epochs",
-            "batch_size",
-            "eval_batch_size",
-            "patience",
-            "threads",
-            "checkpoint_every",
-        )
-        check_at_least("train", self, 1, *counts)
-        check_at_least("train", self, 0, "momentum", "weight_decay", "seed")
-        cpus = os.cpu_count() or 1
-        if self.threads is not None and self.threads > cpus:
-            raise RnnlabError(
-                f"config key train.threads must be at most {cpus} (this machine's CPUs), "
-                f"got {self.threads}"
-            )
-        for key in ("lr", "clip_norm", "clip_value"):
-            check_positive(f"train.{key}", getattr(self, key))
+        raise SettingError(f"config key {key} must be in [0, 1), got {value}")
 
 
 @dataclass
@@ -187,7 +68,7 @@ class Config:
     task: str
     data: Any
     model: Any
-    train: Any = field(default_factory=TrainConfig)
+    train: Any
 
     def to_dict(self) -> dict[str, Any]:
         """Nested dict of the three sections (``None`` values left out: TOML has no null)."""
@@ -221,6 +102,19 @@ class Config:
         return dataclasses.replace(self, data=dataclasses.replace(self.data, **files))
 
 
+def check_types(section: str, config: Any) -> None:
+    """Every key of a config dataclass of the type its annotation names (a config built in
+    Python, not read from TOML, is checked the same way): a one-line error naming the key."""
+    hints = typing.get_type_hints(type(config))
+    for f in fields(config):
+        try:
+            coerce(f"{section}.{f.name}", getattr(config, f.name), hints[f.name])
+        except Mismatch as m:
+            raise SettingError(
+                f"config key {m.key!r} must be {m.expected}, got {m.value!r}"
+            ) from None
+
+
 def _section(name: str, cls: type, values: dict[str, Any], source: str) -> Any:
     hints = typing.get_type_hints(cls)
     known = [f.name for f in fields(cls)]
@@ -236,7 +130,7 @@ def _section(name: str, cls: type, values: dict[str, Any], source: str) -> Any:
         try:
             kwargs[key] = coerce(f"{name}.{key}", value, hints[key])
         except Mismatch as m:
-            raise RnnlabError(
+            raise SettingError(
                 f"config key {m.key!r} must be {m.expected}, got {m.value!r}"
             ) from None
     section = cls(**kwargs)

@@ -10,6 +10,11 @@ class RnnlabError(Exception):
     """
 
 
+class SettingError(RnnlabError, ValueError):
+    """A setting out of its range, or one that does not apply: a config key's value, or the same
+    option given to a model in Python (so it is also the ``ValueError`` Python code expects)."""
+
+
 def check_file(path: Path, expected: str) -> None:
     """Refuse a ``path`` that is not a file: missing, or a directory where a file belongs."""
     if path.is_dir():

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from rnnlab.rundir import atomic_path
+from rnnlab.files import atomic_path
 
 
 def _save(fig: plt.Figure, path: Path) -> None:

@@ -31,7 +31,7 @@ from rnnlab.data.addition import (
     split_addition,
 )
 from rnnlab.errors import RnnlabError
-from rnnlab.tasks.seq2seq import PairsMeta, PairsTask
+from rnnlab.tasks.pairs import PairsMeta, PairsTask
 
 
 @dataclass

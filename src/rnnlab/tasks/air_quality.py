@@ -19,14 +19,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab import data, plots
-from rnnlab.config import ManyToOneModel, TrainConfig, check_at_least, check_positive, check_share
+from rnnlab.config import check_at_least, check_positive, check_share
 from rnnlab.data.airquality import Scaler, persistence
 from rnnlab.errors import RnnlabError
-from rnnlab.metrics import regression
-from rnnlab.models import ManyToOne
+from rnnlab.nn import ManyToOne, ManyToOneConfig
 from rnnlab.schema import entry_error
 from rnnlab.tasks.base import Task
-from rnnlab.train import Batch
+from rnnlab.tasks.metrics import regression
+from rnnlab.training.batches import Batch
+from rnnlab.training.config import TrainConfig
 
 
 @dataclass
@@ -74,7 +75,7 @@ class AirQuality(Task):
     name = "air-quality"
     summary = "next-hour air quality regression (London, lag windows, many-to-one)"
     Data = AirQualityData
-    Model = ManyToOneModel
+    Model = ManyToOneConfig
     Train = AirQualityTrain
     combine = "mean"
     Meta = AirQualityMeta
@@ -117,8 +118,7 @@ class AirQuality(Task):
         }
 
     def build_model(self) -> nn.Module:
-        m = self.cfg.model
-        return ManyToOne(self.meta["features"], 1, m.recurrent_kwargs(), **m.head_kwargs())
+        return ManyToOne(self.meta["features"], 1, self.cfg.model)
 
     def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
         return F.mse_loss(model(batch["x"]).squeeze(-1).float(), batch["y"]), None

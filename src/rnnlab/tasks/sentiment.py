@@ -19,15 +19,16 @@ from typing import Any, Literal, TypedDict
 import torch
 from torch import nn
 
-from rnnlab import data, distill
-from rnnlab.config import ManyToOneModel, check_at_least
+from rnnlab import data
+from rnnlab.config import check_at_least
 from rnnlab.data.pieces import WordPieces
 from rnnlab.data.tweets import encoder_from_json, load_transfer, pad_right
 from rnnlab.errors import RnnlabError
-from rnnlab.models import ManyToOne
+from rnnlab.nn import ManyToOne, ManyToOneConfig
 from rnnlab.schema import Mismatch, entry_error
-from rnnlab.tasks.electric_devices import Classifier, ClassifierTrain
-from rnnlab.train import Batches, LengthBuckets
+from rnnlab.tasks.classify import Classifier, ClassifierTrain
+from rnnlab.training.batches import Batches, LengthBuckets
+from rnnlab.training.distillation import soften
 
 
 @dataclass
@@ -54,7 +55,7 @@ class TweetsData:
 
 
 @dataclass
-class TextModel(ManyToOneModel):
+class TextModel(ManyToOneConfig):
     embedding: int = 40
 
 
@@ -116,7 +117,7 @@ class Sentiment(Classifier):
     def prepare_training(self) -> str | None:
         """Says which texts were left out (none of their words is known), beside any teachers;
         reads the transfer set in place of the training tweets."""
-        lines = [self.dropped, self.read_transfer(), super().prepare_training()]
+        lines = [self.dropped, self.read_transfer()]
         return "\n".join(line for line in lines if line) or None
 
     def read_transfer(self) -> str | None:
@@ -132,7 +133,7 @@ class Sentiment(Classifier):
             path, tuple(self.meta["classes"]), encoder_from_json(self.meta["vocab"])
         )
         # a probability of 0 is log -inf, which softens back to 0
-        soft = distill.soften(torch.from_numpy(probs).log(), t.distill_temperature)
+        soft = soften(torch.from_numpy(probs).log(), t.distill_temperature)
         self.splits["train"] = {
             "x": torch.from_numpy(split.tokens),
             "lengths": torch.from_numpy(split.lengths),
@@ -157,13 +158,7 @@ class Sentiment(Classifier):
     def build_model(self) -> nn.Module:
         m = self.cfg.model
         vocab = encoder_from_json(self.meta["vocab"])
-        return ManyToOne(
-            m.embedding,
-            len(self.meta["classes"]),
-            m.recurrent_kwargs(),
-            vocab_size=len(vocab),
-            **m.head_kwargs(),
-        )
+        return ManyToOne(m.embedding, len(self.meta["classes"]), m, vocab_size=len(vocab))
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         vocab = encoder_from_json(self.meta["vocab"])

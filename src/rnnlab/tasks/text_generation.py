@@ -17,8 +17,7 @@ the characters' frequencies scores), and samples at the lab's temperatures every
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -28,17 +27,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab import data
-from rnnlab.config import HeadModel, TrainConfig, check_at_least, check_share
+from rnnlab.config import check_at_least, check_share
 from rnnlab.data import registry
-from rnnlab.data.text import CharVocab, char_streams, char_windows, stream_chunks
+from rnnlab.data.text import CharVocab, char_windows
 from rnnlab.errors import RnnlabError
-from rnnlab.generate import Sample, generate
-from rnnlab.metrics import bits_per_char
-from rnnlab.models import CharLM
-from rnnlab.rundir import write_text
+from rnnlab.files import write_text
+from rnnlab.nn import CharLM, CharLMConfig
 from rnnlab.schema import Mismatch, entry_error
 from rnnlab.tasks.base import Task
-from rnnlab.train import Batch, Callback, Trainer
+from rnnlab.tasks.metrics import bits_per_char
+from rnnlab.tasks.sampling import Sample, generate
+from rnnlab.training.batches import Batch, Batches, StreamBatches
+from rnnlab.training.callbacks import Callback, EpochEnd
+from rnnlab.training.config import TrainConfig
+from rnnlab.training.trainer import Trainer
 
 
 @dataclass
@@ -70,22 +72,6 @@ class TextData:
 
 
 @dataclass
-class CharModel(HeadModel):
-    """The recurrent stack, the input (0 = one-hot characters, the lab's; else an embedding) and
-    dropout before the softmax."""
-
-    embedding: int = 0
-
-    def check(self) -> None:
-        super().check()
-        check_at_least("model", self, 0, "embedding")
-        if self.bidirectional:
-            raise RnnlabError(
-                "config key model.bidirectional must be false: text is generated forwards"
-            )
-
-
-@dataclass
 class TextTrain(TrainConfig):
     """Training, plus truncated BPTT and the lab's samples every few epochs."""
 
@@ -105,38 +91,6 @@ class TextTrain(TrainConfig):
             )
 
 
-class StreamBatches:
-    """Truncated-BPTT chunks of ``batch_size`` contiguous streams, in order (a stateful source).
-
-    Row b of every chunk continues row b of the chunk before, so the trainer carries the state
-    across chunks. Each epoch starts the streams at a different offset (< ``bptt``, seeded), so the
-    gradient is not cut at the same characters every epoch.
-    """
-
-    stateful = True
-
-    def __init__(self, ids: Tensor, batch_size: int, bptt: int, seed: int = 0) -> None:
-        if len(ids) - bptt < batch_size:
-            raise RnnlabError(
-                f"the training text ({len(ids)} characters) is too short for "
-                f"train.batch_size={batch_size} streams; lower train.batch_size"
-            )
-        self.ids, self.batch_size, self.bptt, self.seed = ids, batch_size, bptt, seed
-
-    def __len__(self) -> int:
-        return math.ceil(((len(self.ids) - 1) // self.batch_size) / self.bptt)
-
-    def to(self, device: torch.device) -> StreamBatches:
-        return StreamBatches(self.ids.to(device), self.batch_size, self.bptt, self.seed)
-
-    def epoch(self, epoch: int = 0) -> Iterator[Batch]:
-        generator = torch.Generator().manual_seed(self.seed + epoch)
-        offset = int(torch.randint(self.bptt, (1,), generator=generator)) if epoch else 0
-        streams = char_streams(self.ids[offset:], self.batch_size)  # (B, L + 1)
-        for x, y in stream_chunks(streams, self.bptt):
-            yield {"x": x, "y": y}  # (B, <= bptt) each, y = x shifted by one character
-
-
 class _TextMetaRequired(TypedDict):
     vocab: str
 
@@ -151,7 +105,7 @@ class TextGeneration(Task):
     name = "text-generation"
     summary = "character-level poetry (one-hot + LSTM, windows or truncated BPTT, sampling)"
     Data = TextData
-    Model = CharModel
+    Model = CharLMConfig
     Train = TextTrain
     Meta = TextMeta
 
@@ -195,15 +149,14 @@ class TextGeneration(Task):
         return CharVocab.from_json(self.meta["vocab"])
 
     def build_model(self) -> nn.Module:
-        m = self.cfg.model
-        return CharLM(len(self.vocab), m.recurrent_kwargs(), m.embedding, m.head_dropout)
+        return CharLM(len(self.vocab), self.cfg.model)
 
     def steps(self) -> int:
         if self.cfg.data.mode == "stream":
             return self.cfg.train.bptt
         return min(self.cfg.data.maxlen, self.cfg.train.bptt)
 
-    def train_batches(self):
+    def train_batches(self) -> Batches:
         if self.cfg.data.mode == "windows":
             return super().train_batches()
         t = self.cfg.train
@@ -275,7 +228,7 @@ class TextGeneration(Task):
                 path, old + format_samples(found, f"epoch {epoch}, val_bpc {row['val_bpc']:.3f}")
             )
 
-        return (write_samples,)
+        return (EpochEnd(write_samples),)
 
 
 def format_samples(samples: Sequence[Sample], title: str) -> str:

@@ -30,13 +30,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnlab import plots
-from rnnlab.config import TrainConfig
 from rnnlab.data.tweets import encoder_from_json
 from rnnlab.errors import RnnlabError
-from rnnlab.models import ManyToOne, last_hidden
-from rnnlab.rundir import write_csv
-from rnnlab.tasks import restore, task_of
-from rnnlab.train import Callback, TensorBatches, Trainer
+from rnnlab.files import write_csv
+from rnnlab.nn import CELLS, ManyToOne, ManyToOneConfig
+from rnnlab.nn.heads import last_hidden
+from rnnlab.runs.restore import restore, task_of
+from rnnlab.training.batches import TensorBatches
+from rnnlab.training.callbacks import BestEpoch
+from rnnlab.training.config import TrainConfig
+from rnnlab.training.callbacks import Callback, EpochEnd
+from rnnlab.training.trainer import Trainer
 
 EVALUATIONS = 10  # validation points per training run (the trainer's epochs)
 BATCH_SIZE = 64
@@ -103,22 +107,26 @@ class Study:
 
 
 def studies(cells: Sequence[str]) -> list[Study]:
-    """The models for ``cells``: an LSTM twice (forget bias 0 and 1); the RNN's exploding pair."""
+    """The models for ``cells``: a cell with a forget gate twice (its bias 0 and 1); then, for a
+    cell without gates, the exploding pair (its one recurrent matrix scaled to a spectral radius
+    of 2, SGD with and without clipping)."""
     found = []
-    for cell in cells:
-        if cell == "lstm":
-            found += [Study(f"lstm, forget_bias={b:g}", "lstm", forget_bias=b) for b in (0.0, 1.0)]
+    for name in cells:
+        if CELLS[name].forget_block is not None:
+            found += [Study(f"{name}, forget_bias={b:g}", name, forget_bias=b) for b in (0.0, 1.0)]
         else:
-            found.append(Study(cell, cell))
-    if "rnn" in cells:
+            found.append(Study(name, name))
+    for name in cells:
+        if CELLS[name].gates:
+            continue
         # SGD, as the lab's classifiers train: the step is the gradient itself, so an exploding
         # gradient becomes an exploding step unless it is clipped (Adam would rescale it).
         for clip in (None, 1.0):
             found.append(
                 Study(
-                    f"rnn, radius {EXPLODING_RADIUS:g}, "
+                    f"{name}, radius {EXPLODING_RADIUS:g}, "
                     + ("no clipping" if clip is None else f"clip_norm={clip:g}"),
-                    "rnn",
+                    name,
                     radius=EXPLODING_RADIUS,
                     optimizer="sgd",
                     momentum=0.9,
@@ -152,17 +160,13 @@ class GradientNorms:
 
 def _build(study: Study, hidden: int, init: str, seed: int) -> ManyToOne:
     torch.manual_seed(seed)
-    model = ManyToOne(
-        2,
-        1,
-        {
-            "hidden_size": hidden,
-            "cell": study.cell,
-            "forget_bias": study.forget_bias,
-            "init": init,
-            "gru_variant": "cudnn",  # the config's default, and it runs fused
-        },
+    config = ManyToOneConfig(
+        cell=study.cell,
+        hidden=hidden,
+        forget_bias=study.forget_bias,
+        init=init,  # type: ignore[arg-type]
     )
+    model = ManyToOne(2, 1, config)
     if study.radius is not None:
         with torch.no_grad():
             w_hh = model.rnn.rnn.weight_hh_l0
@@ -200,7 +204,7 @@ def _study_one(
     at_init = _gradient_profile(model, data["probe"])
     mse_init, w_init = _mse(model, data["test"]), float(w_hh.detach().norm())
     # Gated cells stack a matrix per gate: no one spectral radius to speak of.
-    radius = round(spectral_radius(w_hh), 4) if study.cell == "rnn" else None
+    radius = None if CELLS[study.cell].gates else round(spectral_radius(w_hh), 4)
     cfg = TrainConfig(
         epochs=epochs,
         batch_size=BATCH_SIZE,
@@ -213,7 +217,7 @@ def _study_one(
     )
     evaluate = lambda m: {"val_mse": _mse(m, data["val"])}  # noqa: E731
     trainer = Trainer(
-        model, cfg, _loss, evaluate, torch.device("cpu"), callbacks=(on_epoch,), quiet=True
+        model, cfg, _loss, evaluate, torch.device("cpu"), callbacks=(BestEpoch(), on_epoch)
     )
     recorder = GradientNorms(trainer)
     started, diverged = time.perf_counter(), False
@@ -291,7 +295,7 @@ def gradient_study(
             if on_progress is not None:
                 on_progress(name, done * epochs + epoch, len(planned) * epochs)
 
-        row, found = _study_one(study, data, hidden, init, seed, epochs, on_epoch)
+        row, found = _study_one(study, data, hidden, init, seed, epochs, EpochEnd(on_epoch))
         rows.append(row)
         measured.append((study, found))
         curves += [
@@ -368,8 +372,12 @@ def gate_activations(
         )
     task, model = restore(task_cls, run_dir, device)
     rnn = model.rnn
-    if rnn.cell not in ("lstm", "gru"):
-        raise RnnlabError(f"{run_dir}: a vanilla RNN has no gates; train an lstm or gru model")
+    if not rnn.spec.gates:
+        gated = [name for name, spec in CELLS.items() if spec.gates]
+        raise RnnlabError(
+            f"{run_dir}: its {rnn.cell} cell has no gates; train a model of a gated cell "
+            f"({', '.join(gated)})"
+        )
     if not 1 <= layer <= rnn.layers:
         raise RnnlabError(f"--layer {layer}: the model has layers 1 to {rnn.layers}")
     if not text:

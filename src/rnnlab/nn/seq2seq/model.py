@@ -21,58 +21,69 @@ decoders run the whole target in one fused pass; the additive decoder always ste
 examples and beams. The decoder reads a start symbol ``BOS`` first; its id is ``target_vocab``, one
 past the output vocabulary, so it is never predicted.
 
-A decoder's running state is a dict of tensors: ``"h"`` and ``"c"`` hold the RNN state
-(layers, N, H), every other entry is batch first (N, ...), so that :func:`select` can reorder beams.
+A decoder's running state is a dict of tensors: ``"rnn.h"`` (and ``"rnn.c"``, by the cell's
+state) hold the RNN state (layers, N, H), every other entry is batch first (N, ...), so that
+:func:`~rnnlab.nn.seq2seq.decoding.select` can reorder beams.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from rnnlab.models import last_hidden
-from rnnlab.recurrent import Recurrent
+from rnnlab.config import check_at_least
+from rnnlab.errors import SettingError
+from rnnlab.nn.heads import last_hidden
+from rnnlab.nn.recurrent import Recurrent, RecurrentConfig
+from rnnlab.nn.seq2seq.decoding import Beams, Decoded, State, beam_search, greedy
 
-State = dict[str, Tensor]
-StepFn = Callable[[Tensor, State], tuple[Tensor, State, Tensor | None]]
 DecoderKind = Literal["plain", "peeking", "attention"]
 Scoring = Literal["additive", "dot", "general"]
 
-DECODERS = ("plain", "peeking", "attention")
-SCORINGS = ("additive", "dot", "general")
-_RNN_KEYS = ("h", "c")
+
+@dataclass
+class Seq2SeqConfig(RecurrentConfig):
+    """An encoder–decoder: the encoder's recurrent stack (the shared keys), the token embeddings,
+    the decoder and its layers. The decoder runs the same cell with ``hidden * directions`` units
+    (the code vector's size)."""
+
+    embedding: int = 32
+    decoder: DecoderKind = "plain"
+    attention: Scoring = "additive"
+    decoder_layers: int = 1
+
+    def check(self) -> None:
+        super().check()
+        check_at_least("model", self, 1, "embedding", "decoder_layers")
 
 
 # -- decoder state ------------------------------------------------------------------------------
-def select(state: State, index: Tensor) -> State:
-    """Rows ``index`` (N',) of every tensor in ``state``: reorders, repeats or drops hypotheses."""
-    return {k: v.index_select(1 if k in _RNN_KEYS else 0, index) for k, v in state.items()}
+# The recurrent part of a decoder's state is kept under "rnn.h" (and "rnn.c", ...), the cell's
+# state names: laid out (layers, N, H), where every other entry is batch first.
+def _rnn(rnn: Recurrent, state: State) -> Any:
+    return rnn.spec.carried(tuple(state[f"rnn.{name}"] for name in rnn.spec.state))
 
 
-def _rnn(state: State) -> Any:
-    return (state["h"], state["c"]) if "c" in state else state["h"]
-
-
-def _with_rnn(state: State, rnn_state: Any) -> State:
+def _with_rnn(rnn: Recurrent, state: State, rnn_state: Any) -> State:
     parts = rnn_state if isinstance(rnn_state, tuple) else (rnn_state,)
-    return {**state, **dict(zip(_RNN_KEYS, parts, strict=False))}
+    return {**state, **{f"rnn.{n}": p for n, p in zip(rnn.spec.state, parts, strict=True)}}
 
 
-def _bridge(final: Any, directions: int, layers: int) -> State:
+def _bridge(rnn: Recurrent, final: Any, directions: int) -> State:
     """Encoder final state -> decoder initial state: both directions side by side, decoder layer k
     from encoder layer k (the top one for decoder layers beyond the encoder's)."""
     parts = final if isinstance(final, tuple) else (final,)
     state = {}
-    for key, part in zip(_RNN_KEYS, parts, strict=False):
+    for name, part in zip(rnn.spec.state, parts, strict=True):
         stacked, batch, hidden = part.shape  # (layers*directions, B, H)
         part = part.view(stacked // directions, directions, batch, hidden).transpose(1, 2)
         part = part.reshape(stacked // directions, batch, directions * hidden)  # (L, B, D)
-        index = torch.arange(layers, device=part.device).clamp(max=part.shape[0] - 1)
-        state[key] = part[index].contiguous()
+        index = torch.arange(rnn.layers, device=part.device).clamp(max=part.shape[0] - 1)
+        state[f"rnn.{name}"] = part[index].contiguous()
     return state
 
 
@@ -92,24 +103,24 @@ class PlainDecoder(nn.Module):
 
     feedback = False
 
-    def __init__(self, size: int, target_vocab: int, recurrent: dict[str, Any]) -> None:
+    def __init__(self, size: int, target_vocab: int, inner: RecurrentConfig) -> None:
         super().__init__()
-        self.rnn = Recurrent(size, **recurrent)
+        self.rnn = Recurrent(size, config=inner)
         self.head = nn.Linear(size, target_vocab)
 
     def start(self, encoded: Encoded) -> State:
         code = encoded.code
         zeros = code.new_zeros(self.rnn.layers, code.shape[0], self.rnn.hidden_size)
-        return {"code": code, "h": zeros} | ({"c": zeros} if self.rnn.cell == "lstm" else {})
+        return {"code": code} | {f"rnn.{name}": zeros for name in self.rnn.spec.state}
 
     def step(self, previous: Tensor, state: State) -> tuple[Tensor, State, None]:
-        out, rnn = self.rnn(state["code"][:, None], state=_rnn(state))  # (N, 1, D)
-        return self.head(out[:, 0]), _with_rnn(state, rnn), None
+        out, rnn = self.rnn(state["code"][:, None], state=_rnn(self.rnn, state))  # (N, 1, D)
+        return self.head(out[:, 0]), _with_rnn(self.rnn, state, rnn), None
 
     def parallel(self, state: State, previous: Tensor) -> tuple[Tensor, None]:
         # The input is the same at every step: one fused pass, the Keras RepeatVector.
         code = state["code"][:, None].expand(-1, previous.shape[1], -1)  # (B, T, D)
-        out, _ = self.rnn(code, state=_rnn(state))
+        out, _ = self.rnn(code, state=_rnn(self.rnn, state))
         return self.head(out), None
 
 
@@ -119,26 +130,25 @@ class PeekingDecoder(nn.Module):
     feedback = True
 
     def __init__(
-        self, size: int, target_vocab: int, embedding: int, recurrent: dict[str, Any]
+        self, size: int, target_vocab: int, embedding: int, inner: RecurrentConfig
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(target_vocab + 1, embedding)  # + BOS
-        self.rnn = Recurrent(embedding + size, **recurrent)
+        self.rnn = Recurrent(embedding + size, config=inner)
         self.head = nn.Linear(size, target_vocab)
 
     def start(self, encoded: Encoded) -> State:
-        return {"code": encoded.code} | _bridge(
-            encoded.final, _directions(encoded), self.rnn.layers
-        )
+        return {"code": encoded.code} | _bridge(self.rnn, encoded.final, _directions(encoded))
 
     def step(self, previous: Tensor, state: State) -> tuple[Tensor, State, None]:
         x = torch.cat([self.embed(previous), state["code"]], dim=-1)[:, None]  # (N, 1, E+D)
-        out, rnn = self.rnn(x, state=_rnn(state))
-        return self.head(out[:, 0]), _with_rnn(state, rnn), None
+        out, rnn = self.rnn(x, state=_rnn(self.rnn, state))
+        return self.head(out[:, 0]), _with_rnn(self.rnn, state, rnn), None
 
     def parallel(self, state: State, previous: Tensor) -> tuple[Tensor, None]:
         code = state["code"][:, None].expand(-1, previous.shape[1], -1)  # (B, T, D)
-        out, _ = self.rnn(torch.cat([self.embed(previous), code], dim=-1), state=_rnn(state))
+        x = torch.cat([self.embed(previous), code], dim=-1)
+        out, _ = self.rnn(x, state=_rnn(self.rnn, state))
         return self.head(out), None
 
 
@@ -182,13 +192,13 @@ class AttentionDecoder(nn.Module):
         size: int,
         target_vocab: int,
         embedding: int,
-        recurrent: dict[str, Any],
+        inner: RecurrentConfig,
         scoring: Scoring,
     ) -> None:
         super().__init__()
         self.additive = scoring == "additive"
         self.embed = nn.Embedding(target_vocab + 1, embedding)  # + BOS
-        self.rnn = Recurrent(embedding + (size if self.additive else 0), **recurrent)
+        self.rnn = Recurrent(embedding + (size if self.additive else 0), config=inner)
         self.attend = Attention(scoring, size)
         self.combine = nn.Linear(2 * size, size)
         self.head = nn.Linear(size, target_vocab)
@@ -198,7 +208,7 @@ class AttentionDecoder(nn.Module):
             "memory": encoded.memory,
             "keys": self.attend.keys(encoded.memory),
             "mask": encoded.mask,
-        } | _bridge(encoded.final, _directions(encoded), self.rnn.layers)
+        } | _bridge(self.rnn, encoded.final, _directions(encoded))
 
     def _output(self, context: Tensor, out: Tensor) -> Tensor:
         return self.head(torch.tanh(self.combine(torch.cat([context, out], dim=-1))))
@@ -207,17 +217,19 @@ class AttentionDecoder(nn.Module):
         memory, keys, mask = state["memory"], state["keys"], state["mask"]
         x = self.embed(previous)[:, None]  # (N, 1, E)
         if self.additive:
-            context, weights = self.attend(state["h"][-1][:, None], keys, memory, mask)
-            out, rnn = self.rnn(torch.cat([x, context], dim=-1), state=_rnn(state))
+            hidden = state[f"rnn.{self.rnn.spec.state[0]}"]  # (layers, N, H)
+            query = hidden[-1][:, None]  # s_{t-1}, the top layer's hidden state
+            context, weights = self.attend(query, keys, memory, mask)
+            out, rnn = self.rnn(torch.cat([x, context], dim=-1), state=_rnn(self.rnn, state))
         else:
-            out, rnn = self.rnn(x, state=_rnn(state))  # (N, 1, D)
+            out, rnn = self.rnn(x, state=_rnn(self.rnn, state))  # (N, 1, D)
             context, weights = self.attend(out, keys, memory, mask)
-        return self._output(context, out)[:, 0], _with_rnn(state, rnn), weights[:, 0]
+        return self._output(context, out)[:, 0], _with_rnn(self.rnn, state, rnn), weights[:, 0]
 
     def parallel(self, state: State, previous: Tensor) -> tuple[Tensor, Tensor] | None:
         if self.additive:
             return None  # the query is s_{t-1}: the steps cannot run as one pass
-        out, _ = self.rnn(self.embed(previous), state=_rnn(state))  # (B, T, D)
+        out, _ = self.rnn(self.embed(previous), state=_rnn(self.rnn, state))  # (B, T, D)
         context, weights = self.attend(out, state["keys"], state["memory"], state["mask"])
         return self._output(context, out), weights
 
@@ -227,130 +239,6 @@ def _directions(encoded: Encoded) -> int:
     return encoded.code.shape[-1] // parts[0].shape[-1]
 
 
-# -- decoding -----------------------------------------------------------------------------------
-@dataclass
-class Decoded:
-    """Greedy decoding of a batch."""
-
-    tokens: Tensor  # (B, T) ids; after EOS, EOS again
-    log_probs: Tensor  # (B,) log p of each sequence up to and including its EOS
-    attention: Tensor | None  # (B, T, S) weights of an attention decoder, else None
-
-
-@dataclass
-class Beams:
-    """The n best hypotheses of every example, best first."""
-
-    tokens: Tensor  # (B, K, T) ids; after EOS, EOS again
-    log_probs: Tensor  # (B, K) log p of each hypothesis up to and including its EOS
-    scores: Tensor  # (B, K) log_probs / length penalty: the order of the hypotheses
-    lengths: Tensor  # (B, K) tokens up to and including EOS (T if none)
-    attention: Tensor | None  # (B, K, T, S) or None
-
-
-def length_penalty(lengths: Tensor, alpha: float) -> Tensor:
-    """GNMT's ``((5 + |Y|) / 6) ** alpha`` (Wu et al. 2016): alpha 0 ranks by log-probability,
-    larger alpha favours longer hypotheses."""
-    return ((5.0 + lengths.double()) / 6.0) ** alpha
-
-
-def greedy(
-    step: StepFn, state: State, start: Tensor, max_len: int, eos: int | None = None
-) -> Decoded:
-    """Feed back the most likely token until every sequence has emitted ``eos`` or ``max_len`` steps.
-
-    ``start`` (B,) holds the first input token of each sequence (the start symbol).
-    """
-    previous, log_probs = start, torch.zeros(start.shape[0], device=start.device)
-    done = torch.zeros_like(start, dtype=torch.bool)
-    tokens, weights = [], []
-    for _ in range(max_len):
-        logits, state, attention = step(previous, state)
-        best, previous = logits.log_softmax(-1).max(-1)  # (N,), (N,)
-        if eos is not None:
-            # A finished sequence goes on emitting EOS at no cost, as a finished beam does.
-            previous = previous.masked_fill(done, eos)
-            best = best.masked_fill(done, 0.0)
-        log_probs = log_probs + best
-        tokens.append(previous)
-        if attention is not None:
-            weights.append(attention)
-        if eos is not None:
-            done = done | (previous == eos)
-            if bool(done.all()):
-                break
-    return Decoded(torch.stack(tokens, 1), log_probs, torch.stack(weights, 1) if weights else None)
-
-
-def beam_search(
-    step: StepFn,
-    state: State,
-    start: Tensor,
-    max_len: int,
-    beam_size: int,
-    eos: int | None = None,
-    alpha: float = 0.0,
-) -> Beams:
-    """Keep the ``beam_size`` most probable prefixes of every example, all examples at once.
-
-    Each step extends every live hypothesis by every token and keeps the best ``beam_size`` by
-    log-probability; a hypothesis that emitted ``eos`` stays in the beam with its score. The
-    survivors are then ranked by ``log_prob / length_penalty(length, alpha)``. ``beam_size=1`` is
-    :func:`greedy` exactly.
-    """
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    batch, k, device = start.shape[0], beam_size, start.device
-    state = select(state, torch.arange(batch, device=device).repeat_interleave(k))
-    previous = start.repeat_interleave(k)  # (B*K,)
-    # Only the first beam is alive at the start, so the first step does not pick k copies of it.
-    scores = torch.full((batch, k), float("-inf"), device=device)
-    scores[:, 0] = 0.0
-    done = torch.zeros(batch, k, dtype=torch.bool, device=device)
-    lengths = torch.zeros(batch, k, dtype=torch.long, device=device)
-    tokens = torch.zeros(batch, k, 0, dtype=torch.long, device=device)
-    history: Tensor | None = None
-    rows = torch.arange(batch, device=device)[:, None] * k  # (B, 1)
-    for _ in range(max_len):
-        logits, state, attention = step(previous, state)
-        vocab = logits.shape[-1]
-        log_p = logits.log_softmax(-1).view(batch, k, vocab)
-        if eos is not None:
-            only_eos = torch.full((vocab,), float("-inf"), device=device)
-            only_eos[eos] = 0.0
-            log_p = torch.where(done[..., None], only_eos, log_p)
-        scores, flat = (scores[..., None] + log_p).view(batch, k * vocab).topk(k, dim=1)
-        beam, token = flat // vocab, flat % vocab  # (B, K) each
-        state = select(state, (rows + beam).view(-1))
-        tokens = torch.cat(
-            [tokens.gather(1, beam[..., None].expand_as(tokens)), token[..., None]], 2
-        )
-        was_done = done.gather(1, beam)
-        lengths = lengths.gather(1, beam) + (~was_done).long()
-        if attention is not None:
-            attention = attention.view(batch, k, 1, -1).gather(
-                1, beam[..., None, None].expand(-1, -1, 1, attention.shape[-1])
-            )  # (B, K, 1, S)
-            if history is not None:
-                history = history.gather(1, beam[..., None, None].expand_as(history))
-                attention = torch.cat([history, attention], 2)
-            history = attention
-        previous = token.view(-1)
-        if eos is not None:
-            done = was_done | (token == eos)
-            if bool(done.all()):
-                break
-    normalised = (scores.double() / length_penalty(lengths, alpha)).to(scores.dtype)
-    order = normalised.argsort(dim=1, descending=True, stable=True)  # (B, K)
-    return Beams(
-        tokens.gather(1, order[..., None].expand_as(tokens)),
-        scores.gather(1, order),
-        normalised.gather(1, order),
-        lengths.gather(1, order),
-        None if history is None else history.gather(1, order[..., None, None].expand_as(history)),
-    )
-
-
 # -- the model ----------------------------------------------------------------------------------
 class Seq2Seq(nn.Module):
     """Encoder–decoder over token ids: source (B, S) -> target logits (B, T, target_vocab).
@@ -358,13 +246,8 @@ class Seq2Seq(nn.Module):
     Args:
         source_vocab: source token ids are ``0..source_vocab-1``.
         target_vocab: output token ids are ``0..target_vocab-1``; the start symbol is ``target_vocab``.
-        recurrent: :class:`Recurrent` keyword arguments of the encoder (``hidden_size``, ``cell``,
-            ``layers``, ``bidirectional``...). The decoder uses the same cell with
-            ``hidden_size * directions`` units (the code vector's size) and ``decoder_layers``.
-        embedding: size of the source and target token embeddings.
-        decoder: ``"plain"``, ``"peeking"`` or ``"attention"``.
-        attention: ``"additive"``, ``"dot"`` or ``"general"`` scoring (attention decoder only).
-        decoder_layers: stacked decoder layers.
+        config: the encoder's stack, the embeddings and the decoder (:class:`Seq2SeqConfig`);
+            keyword ``options`` replace single keys of it.
         eos: the end-of-sequence id, where decoding stops; None for fixed-length targets.
     """
 
@@ -372,42 +255,35 @@ class Seq2Seq(nn.Module):
         self,
         source_vocab: int,
         target_vocab: int,
-        recurrent: dict[str, Any],
-        embedding: int = 32,
-        decoder: DecoderKind = "plain",
-        attention: Scoring = "additive",
-        decoder_layers: int = 1,
+        config: Seq2SeqConfig | None = None,
         eos: int | None = None,
+        **options: Any,
     ) -> None:
         super().__init__()
-        for name, value, allowed in (
-            ("decoder", decoder, DECODERS),
-            ("attention", attention, SCORINGS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        for name, value in (
-            ("source_vocab", source_vocab),
-            ("target_vocab", target_vocab),
-            ("embedding", embedding),
-            ("decoder_layers", decoder_layers),
-        ):
+        config = dataclasses.replace(config or Seq2SeqConfig(), **options)
+        config.check()
+        for name, value in (("source_vocab", source_vocab), ("target_vocab", target_vocab)):
             if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+                raise SettingError(f"{name} must be >= 1, got {value}")
         if eos is not None and not 0 <= eos < target_vocab:
-            raise ValueError(f"eos must be a target id in [0, {target_vocab}), got {eos}")
+            raise SettingError(f"eos must be a target id in [0, {target_vocab}), got {eos}")
+        self.config = config
         self.target_vocab, self.bos, self.eos = target_vocab, target_vocab, eos
-        self.embed = nn.Embedding(source_vocab, embedding)
-        self.encoder = Recurrent(embedding, **recurrent)
+        self.embed = nn.Embedding(source_vocab, config.embedding)
+        self.encoder = Recurrent(config.embedding, config=config)
         size = self.encoder.output_size
-        inner = {**recurrent, "hidden_size": size, "layers": decoder_layers, "bidirectional": False}
-        if decoder == "plain":
+        inner = dataclasses.replace(
+            config, hidden=size, layers=config.decoder_layers, bidirectional=False
+        )
+        if config.decoder == "plain":
             self.decoder: nn.Module = PlainDecoder(size, target_vocab, inner)
-        elif decoder == "peeking":
-            self.decoder = PeekingDecoder(size, target_vocab, embedding, inner)
+        elif config.decoder == "peeking":
+            self.decoder = PeekingDecoder(size, target_vocab, config.embedding, inner)
         else:
-            self.decoder = AttentionDecoder(size, target_vocab, embedding, inner, attention)
-        if recurrent.get("init") == "keras":  # the lab's Dense and Embedding initialisers
+            self.decoder = AttentionDecoder(
+                size, target_vocab, config.embedding, inner, config.attention
+            )
+        if config.init == "keras":  # the lab's Dense and Embedding initialisers
             for module in self.modules():
                 if isinstance(module, nn.Linear):
                     nn.init.xavier_uniform_(module.weight)

@@ -1,11 +1,13 @@
-"""One time step of the lecture's recurrent cells.
+"""One time step of each recurrent cell, as the lecture writes it.
 
-Every cell is written twice over the same math: a pure function ``*_step`` that takes the input
-projection ``gi = U x_t + b_i`` already computed (so a layer can project all time steps in one big
-matmul and loop only over the recurrent part), and a small ``nn.Module`` that owns its weights and
-calls that function. Weights use PyTorch's layout (``weight_ih`` = U stacked per gate,
-``weight_hh`` = W stacked per gate, two biases) so that ``rnnlab.Recurrent`` can run the very same
-parameters through ``torch.nn.LSTM``/``GRU``/``RNN`` (cuDNN on a GPU) or through these functions.
+Every step is a pure function of the input projection ``gi = U x_t + b_i``, already computed (so a
+layer projects all time steps in one big matmul and loops only over the recurrent part), and the
+state, a tuple: ``(h,)`` or, for the LSTM, ``(h, c)``. It returns the new state and its gates, for
+plots. Weights use PyTorch's layout (``weight_ih`` = U stacked per gate, ``weight_hh`` = W stacked
+per gate, two biases), so :class:`rnnlab.nn.Recurrent` runs the very same parameters through
+``torch.nn.LSTM``/``GRU``/``RNN`` (cuDNN on a GPU) or through these functions. The cell registry
+(:mod:`rnnlab.nn.registry`) says which step each cell takes; the small modules at the end
+(``RNNCell``, ``LSTMCell``, ``GRUCell``) run one step with weights of their own.
 
 Gate order in the stacked weights follows PyTorch: LSTM ``(i, f, g, o)``, GRU ``(r, z, n)``.
 
@@ -28,10 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 Gates = dict[str, Tensor]
+State = tuple[Tensor, ...]
 GRUVariant = Literal["lecture", "cudnn"]
 Nonlinearity = Literal["tanh", "relu"]
-
-GATE_COUNT = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def _dropped(h: Tensor, recurrent_mask: Tensor | None) -> Tensor:
@@ -42,29 +43,30 @@ def _dropped(h: Tensor, recurrent_mask: Tensor | None) -> Tensor:
 
 def rnn_step(
     gi: Tensor,
-    h: Tensor,
+    state: State,
     weight_hh: Tensor,
     bias_hh: Tensor | None,
-    nonlinearity: str = "tanh",
     recurrent_mask: Tensor | None = None,
-) -> tuple[Tensor, Gates]:
+    nonlinearity: str = "tanh",
+) -> tuple[State, Gates]:
     """Vanilla RNN: ``a = b + W h_{t-1} + U x_t``, ``h_t = tanh(a)`` (or ``relu(a)``).
 
-    ``gi`` is ``U x_t + b_i`` of shape (B, H); returns ``h_t`` and the gates ``{"a": a}``.
-    ``recurrent_mask`` (B, H), if given, multiplies ``h_{t-1}`` before the matmul.
+    ``gi`` is ``U x_t + b_i`` of shape (B, H), ``state`` is ``(h,)``; returns ``(h_t,)`` and
+    ``{"a": a}``. ``recurrent_mask`` (B, H), if given, multiplies ``h_{t-1}`` before the matmul.
     """
+    (h,) = state
     a = gi + F.linear(_dropped(h, recurrent_mask), weight_hh, bias_hh)
     h_new = torch.tanh(a) if nonlinearity == "tanh" else torch.relu(a)
-    return h_new, {"a": a}
+    return (h_new,), {"a": a}
 
 
 def lstm_step(
     gi: Tensor,
-    state: tuple[Tensor, Tensor],
+    state: State,
     weight_hh: Tensor,
     bias_hh: Tensor | None,
     recurrent_mask: Tensor | None = None,
-) -> tuple[tuple[Tensor, Tensor], Gates]:
+) -> tuple[State, Gates]:
     """LSTM, the lecture's five lines (each gate sees ``x_t`` and ``h_{t-1}``)::
 
         f_t = sigmoid(W_f h_{t-1} + U_f x_t + b_f)     forget
@@ -85,13 +87,13 @@ def lstm_step(
 
 def gru_step(
     gi: Tensor,
-    h: Tensor,
+    state: State,
     weight_hh: Tensor,
     bias_hh: Tensor | None,
-    variant: str = "lecture",
     recurrent_mask: Tensor | None = None,
-) -> tuple[Tensor, Gates]:
-    """GRU, one step; ``gi`` is (B, 3H) in the order ``(r, z, n)``.
+    variant: str = "lecture",
+) -> tuple[State, Gates]:
+    """GRU, one step; ``gi`` is (B, 3H) in the order ``(r, z, n)``, ``state`` is ``(h,)``.
 
     ``variant="lecture"`` (Cho 2014, the lecture's form)::
 
@@ -103,6 +105,7 @@ def gru_step(
     ``variant="cudnn"`` (``torch.nn.GRU``): ``h~_t = tanh(r_t * (W_h h_{t-1} + b_hn) + U_h x_t +
     b_in)`` and ``h_t = (1 - z_t) * h~_t + z_t * h_{t-1}``.
     """
+    (h,) = state
     hidden = h.shape[-1]
     h_in = _dropped(h, recurrent_mask)
     gi_r, gi_z, gi_n = gi.chunk(3, dim=-1)
@@ -122,13 +125,13 @@ def gru_step(
         z = torch.sigmoid(gi_z + gh_z)
         n = torch.tanh(gi_n + F.linear(r * h_in, weight_hh[2 * hidden :], b_n))
         h_new = (1 - z) * h + z * n
-    return h_new, {"reset": r, "update": z, "candidate": n}
+    return (h_new,), {"reset": r, "update": z, "candidate": n}
 
 
 class _Cell(nn.Module):
     """Weights of one cell in PyTorch's layout: ``weight_ih`` (G*H, I), ``weight_hh`` (G*H, H)."""
 
-    kind: str = ""
+    gates: int = 0  # blocks stacked in the weights
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__()
@@ -136,12 +139,12 @@ class _Cell(nn.Module):
             raise ValueError(
                 f"input_size and hidden_size must be >= 1, got {input_size} and {hidden_size}"
             )
-        gates = GATE_COUNT[self.kind] * hidden_size
+        rows = self.gates * hidden_size
         self.input_size, self.hidden_size = input_size, hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(gates, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(gates, hidden_size))
-        self.bias_ih = nn.Parameter(torch.empty(gates)) if bias else None
-        self.bias_hh = nn.Parameter(torch.empty(gates)) if bias else None
+        self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(rows, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(rows)) if bias else None
+        self.bias_hh = nn.Parameter(torch.empty(rows)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -160,7 +163,7 @@ class _Cell(nn.Module):
 class RNNCell(_Cell):
     """Vanilla RNN cell: ``a = b + W h_{t-1} + U x_t``, ``h_t = tanh(a)`` or ``relu(a)``."""
 
-    kind = "rnn"
+    gates = 1
 
     def __init__(
         self,
@@ -179,8 +182,8 @@ class RNNCell(_Cell):
     ) -> Tensor | tuple[Tensor, Gates]:
         """x (B, I), h (B, H) -> h_t (B, H) [, gates]."""
         h = self.zero_state(x) if h is None else h
-        h_new, gates = rnn_step(
-            self._project(x), h, self.weight_hh, self.bias_hh, self.nonlinearity
+        (h_new,), gates = rnn_step(
+            self._project(x), (h,), self.weight_hh, self.bias_hh, nonlinearity=self.nonlinearity
         )
         return (h_new, gates) if return_gates else h_new
 
@@ -188,7 +191,7 @@ class RNNCell(_Cell):
 class LSTMCell(_Cell):
     """LSTM cell (forget, input, candidate, update, output); see :func:`lstm_step`."""
 
-    kind = "lstm"
+    gates = 4
 
     def forward(
         self, x: Tensor, state: tuple[Tensor, Tensor] | None = None, return_gates: bool = False
@@ -196,14 +199,14 @@ class LSTMCell(_Cell):
         """x (B, I), state (h, c) each (B, H) -> (h_t, c_t) [, gates]."""
         if state is None:
             state = (self.zero_state(x), self.zero_state(x))
-        new_state, gates = lstm_step(self._project(x), state, self.weight_hh, self.bias_hh)
-        return (new_state, gates) if return_gates else new_state
+        (h, c), gates = lstm_step(self._project(x), state, self.weight_hh, self.bias_hh)
+        return ((h, c), gates) if return_gates else (h, c)
 
 
 class GRUCell(_Cell):
     """GRU cell, ``variant="lecture"`` (reset before the matmul) or ``"cudnn"``; see :func:`gru_step`."""
 
-    kind = "gru"
+    gates = 3
 
     def __init__(
         self, input_size: int, hidden_size: int, variant: GRUVariant = "lecture", bias: bool = True
@@ -218,5 +221,7 @@ class GRUCell(_Cell):
     ) -> Tensor | tuple[Tensor, Gates]:
         """x (B, I), h (B, H) -> h_t (B, H) [, gates]."""
         h = self.zero_state(x) if h is None else h
-        h_new, gates = gru_step(self._project(x), h, self.weight_hh, self.bias_hh, self.variant)
+        (h_new,), gates = gru_step(
+            self._project(x), (h,), self.weight_hh, self.bias_hh, variant=self.variant
+        )
         return (h_new, gates) if return_gates else h_new

@@ -1,13 +1,52 @@
-"""Heads over :class:`rnnlab.Recurrent`: the lecture's mappings as small modules."""
+"""Heads over :class:`rnnlab.nn.Recurrent`: the lecture's mappings as small modules, each built
+from a typed config (a :class:`~rnnlab.nn.RecurrentConfig` with the head's own keys)."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from rnnlab.recurrent import Recurrent
+from rnnlab.config import check_at_least, check_fraction
+from rnnlab.errors import SettingError
+from rnnlab.nn.recurrent import Recurrent, RecurrentConfig
+
+
+@dataclass
+class HeadConfig(RecurrentConfig):
+    """A recurrent stack under a linear head, with dropout on what the head reads."""
+
+    head_dropout: float = 0.0
+
+    def check(self) -> None:
+        super().check()
+        check_fraction("model.head_dropout", self.head_dropout)
+
+
+@dataclass
+class ManyToOneConfig(HeadConfig):
+    """A recurrent stack read into one vector: its last state, or its outputs pooled over time."""
+
+    pool: Literal["last", "mean", "max"] = "last"
+
+
+@dataclass
+class CharLMConfig(HeadConfig):
+    """A character model: its input (0 = one-hot characters, the lab's; else an embedding of that
+    size) and a stack that reads left to right."""
+
+    embedding: int = 0
+
+    def check(self) -> None:
+        super().check()
+        check_at_least("model", self, 0, "embedding")
+        if self.bidirectional:
+            raise SettingError(
+                "config key model.bidirectional must be false: text is generated forwards"
+            )
 
 
 def last_hidden(state: Any, directions: int) -> Tensor:
@@ -35,29 +74,29 @@ class ManyToOne(nn.Module):
     """Sequence -> one vector of ``outputs`` values (regression or class logits).
 
     Inputs are either real-valued features (B, T, input_size) or token ids (B, T) when
-    ``vocab_size`` is given (then an embedding of ``embedding`` dims with 0 as padding comes first).
-    The head reads the top layer's last state (``pool="last"``, the lab's), or the mean or max of
-    its outputs over every step: a day's pattern of readings may matter more than where it ends.
+    ``vocab_size`` is given (then an embedding of ``input_size`` dims with 0 as padding comes
+    first). The head reads the top layer's last state (``pool="last"``, the lab's), or the mean or
+    max of its outputs over every step: a day's pattern of readings may matter more than where it
+    ends.
     """
 
     def __init__(
         self,
         input_size: int,
         outputs: int,
-        recurrent: dict[str, Any],
+        config: ManyToOneConfig | None = None,
         vocab_size: int | None = None,
-        head_dropout: float = 0.0,
-        pool: Literal["last", "mean", "max"] = "last",
+        **options: Any,
     ) -> None:
         super().__init__()
-        if pool not in ("last", "mean", "max"):
-            raise ValueError(f"pool must be 'last', 'mean' or 'max', got {pool!r}")
-        self.pool = pool
+        config = dataclasses.replace(config or ManyToOneConfig(), **options)
+        config.check()
+        self.config, self.pool = config, config.pool
         self.embed = nn.Embedding(vocab_size, input_size, padding_idx=0) if vocab_size else None
-        self.rnn = Recurrent(input_size, **recurrent)
-        self.dropout = nn.Dropout(head_dropout)
+        self.rnn = Recurrent(input_size, config=config)
+        self.dropout = nn.Dropout(config.head_dropout)
         self.head = nn.Linear(self.rnn.output_size, outputs)
-        if recurrent.get("init") == "keras":  # the lab's Dense and Embedding initialisers
+        if config.init == "keras":  # the lab's Dense and Embedding initialisers
             nn.init.xavier_uniform_(self.head.weight)
             nn.init.zeros_(self.head.bias)
             if self.embed is not None:
@@ -74,7 +113,7 @@ class ManyToOne(nn.Module):
         outputs, state = self.rnn(x, None if unpacked else lengths)  # (B, T, H * directions)
         if self.pool != "last":
             summary = pool_over_time(outputs, lengths, self.pool)
-        elif unpacked:
+        elif lengths is not None and unpacked:
             summary = outputs[torch.arange(x.shape[0], device=x.device), lengths.to(x.device) - 1]
         else:
             summary = last_hidden(state, self.rnn.directions)  # (B, H * directions)
@@ -88,27 +127,22 @@ class CharLM(nn.Module):
     vectors are rows of a fixed identity matrix looked up by id, never a (B, T, V) tensor built
     and multiplied. ``embedding=E`` learns an E-dim embedding instead. The head gives logits at
     every step (many-to-many, truncated BPTT over streams) or at the last step only (the lab's
-    windows). ``head_dropout`` drops top-layer outputs before the head (``recurrent["dropout"]``
-    only acts between layers).
+    windows). ``head_dropout`` drops top-layer outputs before the head (``dropout`` only acts
+    between layers).
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        recurrent: dict[str, Any],
-        embedding: int = 0,
-        head_dropout: float = 0.0,
-    ) -> None:
+    def __init__(self, vocab_size: int, config: CharLMConfig | None = None, **options: Any) -> None:
         super().__init__()
-        if recurrent.get("bidirectional"):
-            raise ValueError("a language model reads left to right: bidirectional must be False")
-        if embedding:
-            self.embed = nn.Embedding(vocab_size, embedding)
+        config = dataclasses.replace(config or CharLMConfig(), **options)
+        config.check()
+        self.config = config
+        if config.embedding:
+            self.embed = nn.Embedding(vocab_size, config.embedding)
         else:
             self.embed = nn.Embedding.from_pretrained(torch.eye(vocab_size), freeze=True)
         self.vocab_size = vocab_size
-        self.rnn = Recurrent(self.embed.embedding_dim, **recurrent)
-        self.dropout = nn.Dropout(head_dropout)
+        self.rnn = Recurrent(self.embed.embedding_dim, config=config)
+        self.dropout = nn.Dropout(config.head_dropout)
         self.head = nn.Linear(self.rnn.output_size, vocab_size)
 
     def forward(

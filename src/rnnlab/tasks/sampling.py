@@ -18,8 +18,8 @@ from torch import Tensor
 
 from rnnlab.data.text import CharVocab
 from rnnlab.errors import RnnlabError
-from rnnlab.models import CharLM
-from rnnlab.recurrent import State
+from rnnlab.nn import CharLM
+from rnnlab.nn.recurrent import State
 
 # Characters one call writes at most: a minute or two of a CPU, a few MB.
 LENGTH_LIMIT = 1_000_000

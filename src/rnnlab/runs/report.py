@@ -21,10 +21,11 @@ from typing import Any
 import torch
 
 import rnnlab
-from rnnlab.compare import Planned, load_plan, run_series, save_plan
 from rnnlab.config import parse_override
 from rnnlab.errors import RnnlabError
-from rnnlab.rundir import new_run_dir, write_text
+from rnnlab.files import write_text
+from rnnlab.runs.compare import Planned, load_plan, run_series, save_plan
+from rnnlab.runs.rundir import new_run_dir
 from rnnlab.tasks import get_task
 
 

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.errors import RnnlabError
-from rnnlab.rundir import check_distinct
-from rnnlab.tasks import restore, task_of
+from rnnlab.runs.restore import restore, task_of
+from rnnlab.runs.rundir import check_distinct
 
 Combine = Literal["probabilities", "mean"]
 

@@ -1,21 +1,15 @@
-"""The run directory: every file written atomically, weights in safetensors, the rest JSON/CSV/TOML.
+"""The run directory: what a run writes and how it is read back.
 
 A run directory holds ``config.toml``, ``history.csv``, ``metrics.json``, ``model.safetensors`` +
-``model.json`` and plots. Nothing in it is ever unpickled: loading a model shared by a stranger
-reads tensors and JSON only.
+``model.json``, plots, and ``last/`` (the checkpoint). Nothing in it is ever unpickled: loading a
+model shared by a stranger reads tensors and JSON only. A lock keeps one process training there.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import errno
-import io
-import json
-import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,116 +17,12 @@ from typing import IO, Any
 
 import safetensors
 import safetensors.torch
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 from rnnlab.errors import RnnlabError
+from rnnlab.files import check_finite, read_json, save_tensors, write_json
 
 FORMAT_VERSION = 1
-# Read once, while the process has one thread: os.umask can only be read by setting it.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
-
-    The file gets the permissions of any new file (``mkstemp`` makes it private), and a failure
-    names ``path``, not the temporary file the user never asked for: a write that fails (a full
-    disk) raises an ``OSError`` whose ``filename`` is ``path``, and leaves no temporary file.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as err:  # a regular file where a folder of the path should be
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), err.filename) from None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise type(err)(err.errno, err.strerror, str(path)) from None
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except OSError as err:
-        # A failed write() carries no file name; one on the temporary file names that file.
-        if err.filename in (None, tmp):
-            raise type(err)(err.errno, err.strerror, str(path)) from None
-        raise
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def write_bytes(path: Path, data: bytes, sync: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically; with ``sync``, on the disk before it is renamed."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def save_tensors(
-    path: Path,
-    tensors: dict[str, Tensor],
-    metadata: dict[str, str] | None = None,
-    sync: bool = False,
-) -> None:
-    """Write ``tensors`` as a safetensors file, atomically, failing as any other file write does.
-
-    The bytes are made in memory and written by Python: safetensors' own writer reports a full
-    disk as an error of its own type, without the file's name, and makes its files private.
-    """
-    write_bytes(path, safetensors.torch.save(tensors, metadata), sync)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def _json_safe(data: Any) -> Any:
-    """NaN and infinity (an R² of a constant series) as null: JSON has no literal for them."""
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    if isinstance(data, dict):
-        return {k: _json_safe(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [_json_safe(v) for v in data]
-    return data
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON (strict: NaN becomes null), atomically."""
-    text = json.dumps(_json_safe(data), indent=2, sort_keys=False, allow_nan=False)
-    write_text(path, text + "\n")
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write dict rows (the union of their keys as the header) as CSV, atomically."""
-    header: list[str] = []
-    for row in rows:
-        header += [k for k in row if k not in header]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
-
-
-def read_json(path: Path, what: str) -> Any:
-    """Read a JSON file; missing or malformed is a one-line error naming it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RnnlabError(f"{path}: missing; is this a {what}?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RnnlabError(
-            f"{path}: not valid JSON ({err.msg if hasattr(err, 'msg') else err})"
-        ) from None
 
 
 def new_run_dir(task: str, out: Path | None = None) -> Path:
@@ -257,16 +147,6 @@ def load_weights(run_dir: Path, model: nn.Module) -> None:
             f"(another task or different model settings)"
         )
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
-
-
-def check_finite(path: Path, tensors: dict[str, Tensor]) -> None:
-    """Refuse weights holding NaN or infinity: a model that would only answer nan."""
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise RnnlabError(
-                f"{path}: tensor {name!r} holds NaN or infinite values; the weights are damaged "
-                "(or come from a run that diverged)"
-            )
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -1,16 +1,5 @@
-"""Knowledge distillation: one model trained to answer like an ensemble of runs (Hinton et al. 2015).
-
-An ensemble of runs beats each of its members (:mod:`rnnlab.ensemble`) but costs all of them at
-every prediction. Distillation trains a single *student* on the ensemble's class probabilities
-(its *soft targets*) as well as on the true labels:
-
-    loss = (1 - w) * CE(z, y) + w * T² * CE(softmax(z / T), softmax(log p / T))
-
-with ``z`` the student's logits, ``p`` the teachers' mean probability, ``w`` the soft targets'
-weight (``train.distill_weight``) and ``T`` the temperature (``train.distill_temperature``).
-Above 1, the temperature lifts the runner-up classes out of the teachers' confidence: which
-classes the teachers find alike is what the student learns from them that labels do not say. The
-factor T² keeps the soft term's gradients on the scale of the hard term's.
+"""Teachers for distillation: the runs ``train.teachers`` names, and their soft targets on a
+student's training data (the loss is :mod:`rnnlab.training.distillation`'s).
 
 The teachers are run directories of the same task, trained on the same ``[data]`` config; a
 directory of ``rnnlab compare`` stands for all of its runs.
@@ -20,16 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import torch.nn.functional as F
 from torch import Tensor
 
 from rnnlab.errors import RnnlabError
-from rnnlab.rundir import check_distinct
-
-if TYPE_CHECKING:
-    from rnnlab.tasks.base import Task
+from rnnlab.runs.ensemble import Ensemble
+from rnnlab.runs.restore import restore
+from rnnlab.runs.rundir import check_distinct
+from rnnlab.tasks.base import Task
+from rnnlab.training.distillation import soften
 
 
 def teacher_runs(paths: Sequence[str]) -> list[Path]:
@@ -60,9 +47,6 @@ def soft_targets(task: Task, runs: Sequence[Path], temperature: float) -> Tensor
     ``task`` is loaded and on its device. Every teacher must be a run of the same task trained on
     the same ``[data]`` config, so that its inputs and classes mean what the student's do.
     """
-    from rnnlab.ensemble import Ensemble  # both import the tasks, which import this module
-    from rnnlab.tasks import restore
-
     members = []
     for run_dir in runs:
         try:  # restore refuses a run of another task, or one without its files
@@ -78,23 +62,3 @@ def soft_targets(task: Task, runs: Sequence[Path], temperature: float) -> Tensor
             )
         members.append(model)
     return soften(task.outputs(Ensemble(members, "probabilities").eval(), "train"), temperature)
-
-
-def soften(log_p: Tensor, temperature: float) -> Tensor:
-    """Soft targets ``softmax(log p / T)`` from class log-probabilities ``log_p``."""
-    return (log_p / temperature).softmax(-1)
-
-
-def loss(
-    logits: Tensor,
-    labels: Tensor,
-    soft: Tensor,
-    weight: float,
-    temperature: float,
-    label_smoothing: float = 0.0,
-) -> Tensor:
-    """The student's loss: cross-entropy on ``labels`` (smoothed by ``label_smoothing``) and,
-    weighted ``weight``, on ``soft``."""
-    hard = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
-    taught = F.cross_entropy(logits / temperature, soft) * temperature**2
-    return (1.0 - weight) * hard + weight * taught

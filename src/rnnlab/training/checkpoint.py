@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.errors import RnnlabError
-from rnnlab.rundir import check_finite, save_tensors, write_bytes
+from rnnlab.files import check_finite, save_tensors, write_bytes
 from rnnlab.schema import read_entries
 
 FORMAT_VERSION = 1

@@ -34,15 +34,20 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from rnnlab import checkpoint, plots
+from rnnlab import plots
 from rnnlab.config import Config
-from rnnlab.distributed import World, is_main_process
-from rnnlab.ensemble import evaluate_ensemble
 from rnnlab.errors import RnnlabError
-from rnnlab.recurrent import CELLS
-from rnnlab.rundir import LOCK, new_run_dir, read_json, write_csv, write_json, write_text
-from rnnlab.tasks import Task, get_task, run
-from rnnlab.train import Callback, Trainer, resolve_device
+from rnnlab.files import read_json, write_csv, write_json, write_text
+from rnnlab.nn import CELLS
+from rnnlab.runs.ensemble import evaluate_ensemble
+from rnnlab.runs.pipeline import run
+from rnnlab.runs.rundir import LOCK, new_run_dir
+from rnnlab.tasks import Task, get_task
+from rnnlab.training import checkpoint
+from rnnlab.training.device import resolve_device
+from rnnlab.training.distributed import World, is_main_process
+from rnnlab.training.callbacks import Callback, EpochEnd
+from rnnlab.training.trainer import Trainer
 
 
 @dataclass
@@ -211,7 +216,7 @@ def _advancer(progress: Progress, bar: TaskID, start: int, cfg: Config) -> Callb
             info=f"(this run {epoch}/{epochs})  {monitor} {row[monitor]:.4f}",
         )
 
-    return advance
+    return EpochEnd(advance)
 
 
 def _monitored(cfg: Config, metrics: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from rich.text import Text
 from typer.exceptions import TyperException
 
 from rnnlab import __version__
-from rnnlab.data.cli import data_app
+from rnnlab.cli.data import data_app
 from rnnlab.errors import RnnlabError
 from rnnlab.schema import INT_LIMIT
 
@@ -111,13 +111,14 @@ def run(
 
     Ctrl-C (or SIGTERM) saves a checkpoint; `--resume RUN_DIR` continues from it.
     """
-    from rnnlab import checkpoint
-    from rnnlab import tasks as registry
-    from rnnlab.distributed import is_main_process, relaunch
-    from rnnlab.train import resolve_device
-    from rnnlab.train import tensorboard as tensorboard_callback
+    from rnnlab.runs.pipeline import run as run_task
+    from rnnlab.tasks import get_task
+    from rnnlab.training import checkpoint
+    from rnnlab.training.callbacks import TensorBoard
+    from rnnlab.training.device import resolve_device
+    from rnnlab.training.distributed import is_main_process, relaunch
 
-    task_cls = registry.get_task(task)
+    task_cls = get_task(task)
     if resume is not None:
         _alone_with_resume("run", {"--config": config, "--set": set_})
         if not resume.is_dir():
@@ -145,11 +146,11 @@ def run(
     if procs != 1:
         relaunch(procs, str(resolve_device(device)))
         return
-    extra = ()
+    extra: tuple[TensorBoard, ...] = ()
     if tensorboard:
         target = out_dir or Path("runs") / task
-        extra = (tensorboard_callback(str(target / "tensorboard")),)
-    run_dir = registry.run(
+        extra = (TensorBoard(str(target / "tensorboard")),)
+    run_dir = run_task(
         task_cls,
         cfg,
         out_dir,
@@ -184,9 +185,9 @@ def eval_(
     The ensemble averages the runs' class probabilities (classifiers) or predicted values
     (regression); the runs must share their task and test set, e.g. one config with other seeds.
     """
-    from rnnlab.ensemble import evaluate_ensemble
-    from rnnlab.rundir import write_json
-    from rnnlab.tasks import evaluate_run
+    from rnnlab.files import write_json
+    from rnnlab.runs.ensemble import evaluate_ensemble
+    from rnnlab.runs.pipeline import evaluate_run
 
     if len(run_dirs) == 1:
         metrics = evaluate_run(run_dirs[0], device, data_dir)
@@ -235,8 +236,8 @@ def predict(
     ),
 ) -> None:
     """Answer new inputs with a trained model: one table row per answer."""
-    from rnnlab.rundir import write_csv
-    from rnnlab.tasks import restore, task_of
+    from rnnlab.files import write_csv
+    from rnnlab.runs.restore import restore, task_of
 
     task, model = restore(task_of(run_dir), run_dir, device)
     rows = task.predict(model, inputs)
@@ -279,8 +280,8 @@ def generate(
     device: str = Device,
 ) -> None:
     """Write text with a trained character model, one text per temperature."""
-    from rnnlab.generate import check_options
-    from rnnlab.tasks import restore, task_of
+    from rnnlab.runs.restore import restore, task_of
+    from rnnlab.tasks.sampling import check_options
     from rnnlab.tasks.text_generation import TextGeneration
 
     task_cls = task_of(run_dir)
@@ -347,11 +348,11 @@ def compare(
     Ctrl-C (or SIGTERM) saves the current run's checkpoint; `--resume STUDY_DIR` keeps the
     finished runs, continues that one and trains the rest.
     """
-    from rnnlab.compare import columns, parse_cells, resume_compare
-    from rnnlab.compare import compare as compare_cells
-    from rnnlab.distributed import is_main_process, relaunch
+    from rnnlab.runs.compare import columns, parse_cells, resume_compare
+    from rnnlab.runs.compare import compare as compare_cells
     from rnnlab.tasks import get_task
-    from rnnlab.train import resolve_device
+    from rnnlab.training.device import resolve_device
+    from rnnlab.training.distributed import is_main_process, relaunch
 
     if resume is not None:
         planning = {"--cells": cells, "--seeds": seeds, "--config": config, "--set": set_}
@@ -414,9 +415,9 @@ def diagnose_gradients(
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from rnnlab.compare import parse_cells
-    from rnnlab.diagnose import gradient_study
-    from rnnlab.rundir import new_run_dir
+    from rnnlab.runs.compare import parse_cells
+    from rnnlab.runs.diagnose import gradient_study
+    from rnnlab.runs.rundir import new_run_dir
 
     if init not in ("keras", "torch"):
         raise RnnlabError(f"--init must be keras or torch, got {init!r}")
@@ -488,7 +489,7 @@ def diagnose_gates(
     device: str = Device,
 ) -> None:
     """Heatmaps of every gate (and the LSTM cell state) over the text's characters or words."""
-    from rnnlab.diagnose import gate_activations, plot_gates
+    from rnnlab.runs.diagnose import gate_activations, plot_gates
 
     if units < 1:
         raise RnnlabError(f"--units must be >= 1, got {units}")
@@ -526,8 +527,8 @@ def lab(
     Ctrl-C (or SIGTERM) saves the current task's checkpoint; `--resume REPORT_DIR` keeps the
     finished tasks, continues that one and runs the rest.
     """
-    from rnnlab.report import lab as run_lab
-    from rnnlab.report import resume_lab
+    from rnnlab.runs.report import lab as run_lab
+    from rnnlab.runs.report import resume_lab
 
     if resume is not None:
         _alone_with_resume("report", {"--quick": quick, "--set": set_, "--out": out_dir})
@@ -569,7 +570,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except (RnnlabError, OSError) as error:
-        from rnnlab.distributed import prints_own_errors, report_failure
+        from rnnlab.training.distributed import prints_own_errors, report_failure
 
         # An OSError is the system refusing a file (an --out under a regular file, a full disk
         # while a checkpoint is written): its path and reason, like any other bad input.
