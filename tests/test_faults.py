@@ -37,13 +37,15 @@ def _command(shared_data: Path, *args: str) -> list[str]:
     return [*base, "--data-dir", str(shared_data), *args]
 
 
-def _limited(max_bytes: int):
-    """A child process that cannot write a file past ``max_bytes`` (a disk that fills up)."""
+def _run_limited(shared_data: Path, out: Path, max_bytes: int) -> subprocess.CompletedProcess:
+    """The tiny run in a process that cannot write a file past ``max_bytes`` (a disk that fills
+    up: the write fails with an OSError, as a full disk's does)."""
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
 
-    return limit
+    command = _command(shared_data, "--out", str(out), *_sets(*TINY))
+    return subprocess.run(command, capture_output=True, text=True, preexec_fn=limit)
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -69,12 +71,7 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_nothing_half
 ):
     out = tmp_path / "run"
     # config.toml fits; the checkpoint (weights, best weights, optimizer state) does not.
-    done = subprocess.run(
-        _command(shared_data, "--out", str(out), *_sets(*TINY)),
-        capture_output=True,
-        text=True,
-        preexec_fn=_limited(4000),
-    )
+    done = _run_limited(shared_data, out, 4000)
     assert_one_line_error(done.returncode, done.stderr, str(out / "last" / "state.safetensors"))
     assert "could not be written" in done.stderr and "there is none yet" in done.stderr
     assert not _leftovers(tmp_path), _leftovers(tmp_path)
@@ -86,12 +83,7 @@ def test_final_files_that_cannot_be_written_leave_a_run_that_resume_finishes(
 ):
     out = tmp_path / "run"
     # Checkpoints, config, history and weights fit; the plots do not.
-    done = subprocess.run(
-        _command(shared_data, "--out", str(out), *_sets(*TINY)),
-        capture_output=True,
-        text=True,
-        preexec_fn=_limited(50_000),
-    )
+    done = _run_limited(shared_data, out, 50_000)
     assert_one_line_error(done.returncode, done.stderr, ".png", "File too large")
     assert not (out / "metrics.json").exists(), "a run is finished only when all its files are"
     assert not _leftovers(tmp_path)

@@ -24,7 +24,7 @@ from rnnlab.schema import Mismatch, coerce
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 

@@ -1,5 +1,5 @@
 """Package names imported on first use: ``import rnnlab`` (and so ``rnnlab --help`` or ``rnnlab data
-list``) does not pay for importing torch, about 1.5 s, until a model or loader is needed."""
+list``) does not pay for importing torch, a second or more, until a model or loader is needed."""
 
 from __future__ import annotations
 

@@ -1,15 +1,17 @@
 """Process-wide settings that make CPU training fast, and what this CPU can run fast.
 
 glibc's ``malloc`` hands every block above 128 kB back to the kernel when it is freed. A training
-step on the CPU frees and allocates the same large buffers every time (the LSTM's saved gates:
-~100 MB a step for ElectricDevices), so each step page-faults its memory in afresh; measured on
-the lab's shapes, that is about half of the step time. Raising glibc's mmap and trim thresholds
-keeps freed memory in the process for the next step, the job a caching allocator does on a GPU.
+step on the CPU frees and allocates the same large buffers every time (the LSTM's saved gates),
+so each step would page-fault its memory in afresh, a large share of a step on the lab's shapes.
+Raising glibc's mmap and trim thresholds keeps freed memory in the process for the next step, the
+job a caching allocator does on a GPU.
 
 Half precision is fast on a CPU only where it has the instructions for it (AVX-512-BF16 or AMX for
-bf16, AVX-512-FP16 or AMX-FP16 for fp16). Elsewhere a bf16 matmul runs about 150x slower than an
-fp32 one (0.95 against 148 GFLOP/s for 1024² on an AVX2 EPYC: benchmarks/RESULTS.md, session 10),
-and oneDNN refuses to build an LSTM in that type at all.
+bf16, AVX-512-FP16 or AMX-FP16 for fp16). Elsewhere a bf16 matmul is emulated, orders of
+magnitude slower than an fp32 one, and oneDNN refuses to build an LSTM in that type at all.
+
+What this process may use of the machine (its CPUs, the memory free) is read here too, so that a
+run picks its threads and refuses a model too large before it starts.
 """
 
 from __future__ import annotations

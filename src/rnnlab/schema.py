@@ -34,15 +34,15 @@ def type_name(tp: Any, bounded: bool = True) -> str:
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
     if origin in (typing.Union, types.UnionType):
-        names = [type_name(a, bounded) for a in get_args(tp) if a is not type(None)]
-        return " or ".join(names) + (" or null" if type(None) in get_args(tp) else "")
+        options = [type_name(a, bounded) for a in get_args(tp) if a is not type(None)]
+        return " or ".join(options) + (" or null" if type(None) in get_args(tp) else "")
     if origin in (list, tuple):
         return f"a list of {type_name(get_args(tp)[0], bounded)}"
     if origin is dict:
         return f"a table of {type_name(get_args(tp)[1], bounded)}"
     if typing.is_typeddict(tp):
         return f"a table with {', '.join(tp.__required_keys__) or 'entries'}"
-    names = {
+    names: dict[Any, str] = {
         int: f"an integer of at most {INT_LIMIT} in size" if bounded else "an integer",
         float: "a finite number" if bounded else "a number",
         bool: "true or false",

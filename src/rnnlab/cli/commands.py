@@ -1,4 +1,9 @@
-"""The ``rnnlab`` command line (typer): ``rnnlab --help`` lists every command."""
+"""The ``rnnlab`` command line (typer), a thin layer over :mod:`rnnlab.runs`: ``rnnlab --help``
+lists every command.
+
+Each command imports what it runs inside its body: ``rnnlab --help`` and ``rnnlab data list`` start
+without importing torch.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,13 @@ from typing import Any
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 from typer.exceptions import TyperException
 
 from rnnlab import __version__
 from rnnlab.cli.data import data_app
+from rnnlab.display import progress_bars
 from rnnlab.errors import RnnlabError
 from rnnlab.schema import INT_LIMIT
 
@@ -79,6 +84,22 @@ def tasks() -> None:
     table.add_column("what it is")
     for name, task in TASKS.items():
         table.add_row(name, task.summary)
+    out.print(table)
+
+
+@app.command()
+def cells() -> None:
+    """List the recurrent cells of the registry: what each is, its state, gates and engines."""
+    from rnnlab.nn import CELLS
+
+    table = Table(show_header=True, header_style="bold")
+    for column in ("cell", "what it is", "state", "gates", "engines"):
+        table.add_column(column, overflow="fold")
+    for spec in CELLS.values():
+        engines = "fused, reference" if spec.fused is not None else "reference"
+        table.add_row(
+            spec.name, spec.summary, ", ".join(spec.state), ", ".join(spec.gates) or "-", engines
+        )
     out.print(table)
 
 
@@ -291,16 +312,8 @@ def generate(
         )
     check_options(temperature, length, lines, top_k)
     task, model = restore(task_cls, run_dir, device)
-    progress = Progress(
-        TextColumn("generating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,  # a log gets the texts, not a bar's last frame
-    )
+    assert isinstance(task, TextGeneration)  # task_of said so
+    progress = progress_bars(err, "generating", info=None, disable=not err.is_terminal)
     with progress:
         bar = progress.add_task("", total=length)
         samples = task.samples(
@@ -323,7 +336,9 @@ def generate(
 def compare(
     task: str = typer.Argument(..., help="Task name; see `rnnlab tasks`."),
     cells: str | None = typer.Option(
-        None, "--cells", help="Comma-separated cells to compare (default rnn,lstm,gru)."
+        None,
+        "--cells",
+        help="Comma-separated cells to compare (default: every cell; `rnnlab cells` lists them).",
     ),
     seeds: int | None = typer.Option(
         None, "--seeds", help="Runs per cell, seeds counting up from train.seed (default 3)."
@@ -357,9 +372,9 @@ def compare(
     if resume is not None:
         planning = {"--cells": cells, "--seeds": seeds, "--config": config, "--set": set_}
         _alone_with_resume("study", planning | {"--out": out_dir})
-    else:
-        chosen = parse_cells(cells or "rnn,lstm,gru")
-        seeds = 3 if seeds is None else seeds
+    chosen = parse_cells(cells)
+    seeds = 3 if seeds is None else seeds
+    if resume is None:
         get_task(task).config(config, set_)  # a bad config fails here, once
     if procs != 1:
         relaunch(procs, str(resolve_device(device)))
@@ -392,7 +407,9 @@ diagnose_app = typer.Typer(
 
 @diagnose_app.command("gradients")
 def diagnose_gradients(
-    cells: str = typer.Option("rnn,lstm,gru", "--cells", help="Comma-separated cells to measure."),
+    cells: str | None = typer.Option(
+        None, "--cells", help="Comma-separated cells to measure (default: every cell)."
+    ),
     length: int = typer.Option(100, "--length", help="Sequence length T of the adding problem."),
     steps: int = typer.Option(1500, "--steps", help="Training steps per model (batch 64)."),
     hidden: int = typer.Option(32, "--hidden", help="Units of every model."),
@@ -413,7 +430,6 @@ def diagnose_gradients(
     also a vanilla RNN of spectral radius 2 trained by SGD with and without clipping.
     """
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from rnnlab.runs.compare import parse_cells
     from rnnlab.runs.diagnose import gradient_study
@@ -425,14 +441,7 @@ def diagnose_gradients(
         raise RnnlabError(f"--threads must be >= 1, got {threads}")
     chosen = parse_cells(cells)
     folder = new_run_dir("diagnose/gradients", out_dir)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        disable=quiet,
-        transient=True,
-    )
+    progress = progress_bars(err, info=None, disable=quiet)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -559,7 +568,8 @@ def _one_line_paragraphs(group: typer.Typer) -> None:
         doc = inspect.getdoc(info.callback) or ""
         info.help = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
     for sub in group.registered_groups:
-        _one_line_paragraphs(sub.typer_instance)
+        if sub.typer_instance is not None:
+            _one_line_paragraphs(sub.typer_instance)
 
 
 _one_line_paragraphs(app)

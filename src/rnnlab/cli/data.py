@@ -38,7 +38,7 @@ def list_datasets(data_dir: Path | None = DataDir) -> None:
     for ds in registry.DATASETS.values():
         local = [registry.local_file(f, directory) for f in ds.files]
         sizes = [p.stat().st_size if p else f.size for p, f in zip(local, ds.files, strict=True)]
-        known = None if None in sizes else sum(sizes)
+        known = None if None in sizes else sum(s for s in sizes if s is not None)
         found = sum(p is not None for p in local)
         present = "yes" if found == len(local) else "no" if found == 0 else f"{found}/{len(local)}"
         files = "\n".join(p.name if p else f.name for p, f in zip(local, ds.files, strict=True))

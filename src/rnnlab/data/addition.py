@@ -68,8 +68,8 @@ def make_addition(
 ) -> AdditionData:
     """``n`` questions on distinct unordered pairs, none of them in ``exclude``.
 
-    Asking for most of the pairs that exist is slow (the rarest are drawn last): 400k of the 500,500
-    three-digit pairs take ~20 s; the lab uses 50k.
+    Asking for most of the pairs that exist is slow (the rarest are drawn last, by rejection); the
+    lab asks for 50k of the 500,500 three-digit pairs, a small share.
     """
     if digits < 1:
         raise RnnlabError(f"digits={digits}: expected at least 1")

@@ -14,8 +14,10 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+from torch import Tensor
 
 from rnnlab.data.table import FLOAT32_MAX, beyond_float32, read_csv
 from rnnlab.errors import RnnlabError, check_file
@@ -61,7 +63,10 @@ class RegressionData:
         return self.scaler.inverse(np.asarray(y, dtype=np.float64), column=0)
 
 
-def persistence(x: np.ndarray) -> np.ndarray:
+Windows = TypeVar("Windows", np.ndarray, Tensor)
+
+
+def persistence(x: Windows) -> Windows:
     """The persistence forecast, each window's last target value: (N, lag, F) -> (N,)."""
     return x[:, -1, 0]
 

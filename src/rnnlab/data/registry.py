@@ -131,7 +131,7 @@ def dataset(name: str) -> Dataset:
     if name in DATASETS:
         return DATASETS[name]
     score = {known: difflib.SequenceMatcher(None, name, known).ratio() for known in DATASETS}
-    best = max(score, key=score.get)  # on a tie the first registered, e.g. poetry1 for "poetry"
+    best = max(score, key=lambda known: score[known])  # a tie: the first registered (poetry1)
     hint = f"did you mean '{best}'? " if score[best] >= 0.5 else ""
     raise RnnlabError(f"unknown dataset '{name}': {hint}known: {', '.join(DATASETS)}")
 
@@ -165,7 +165,8 @@ def local_file(file: DataFile, directory: Path) -> Path | None:
 def _reason(err: Exception, file: DataFile) -> str:
     """A short reason for a failed download (pooch's and requests' messages span lines)."""
     if isinstance(err, requests.HTTPError):
-        return f"HTTP {err.response.status_code}"
+        # An HTTPError raised without a response (by a caller, not by requests) has none to read.
+        return f"HTTP {err.response.status_code}" if err.response is not None else "HTTP error"
     if isinstance(err, requests.exceptions.ChunkedEncodingError):
         return "the connection closed before the whole file arrived"
     if isinstance(err, requests.ConnectionError):

@@ -238,14 +238,16 @@ def load_tweets(
     else:
         vocab = pieces
         encoded = pieces.encode_batch([body[i][1][t] for i in kept])
-    splits, dropped = [], {}
+    splits: list[TokenSplit] = []
+    dropped: dict[str, int] = {}
     for name, idx in zip(("train", "val", "test"), parts, strict=True):
         sequences = [encoded[i] for i in idx]
         keep = np.array([len(s) > 0 for s in sequences], dtype=bool)
         dropped[name] = int((~keep).sum())
         splits.append(TokenSplit.pack([s for s in sequences if s], y[idx][keep], kept[idx][keep]))
+    train, val, test = splits
     return TextClassificationData(
-        *splits, vocab, classes, dropped_empty=len(body) - len(kept), dropped_oov=dropped
+        train, val, test, vocab, classes, dropped_empty=len(body) - len(kept), dropped_oov=dropped
     )
 
 

@@ -107,8 +107,8 @@ class ManyToOne(nn.Module):
         if self.embed is not None:
             x = self.embed(x)  # (B, T, E)
         # Right padding comes after each sequence's last step and cannot change a forward
-        # direction's outputs before it, so a unidirectional stack runs unpacked (packing costs
-        # 2-3x on the CPU) and reads the real steps only. A backward direction does need packing.
+        # direction's outputs before it, so a unidirectional stack runs unpacked (packing is the
+        # slower path on the CPU) and reads the real steps only. A backward direction needs it.
         unpacked = lengths is not None and self.rnn.directions == 1
         outputs, state = self.rnn(x, None if unpacked else lengths)  # (B, T, H * directions)
         if self.pool != "last":

@@ -17,6 +17,7 @@ can switch engines without changing its outputs.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -177,20 +178,22 @@ class Recurrent(nn.Module):
         _check_fits(self.spec, input_size, config.hidden, config.layers, self.directions)
         self.step_options = {kw: getattr(config, key) for key, kw in self.spec.step_options.items()}
         fused_options = {kw: getattr(config, key) for key, kw in self.spec.fused_options.items()}
-        if self.spec.fused is None:
-            raise SettingError(
-                f"the {self.cell} cell has no parameter store: give it a fused class"
+        # The fused class is the parameter store of both engines (and the fused engine itself).
+        self.rnn: nn.Module
+        if self.spec.fused is not None:
+            self.rnn = self.spec.fused(
+                input_size,
+                config.hidden,
+                num_layers=config.layers,
+                batch_first=True,
+                bidirectional=config.bidirectional,
+                dropout=config.dropout if config.layers > 1 else 0.0,
+                **fused_options,
             )
-        # The nn module is the parameter store of both engines (and the fused engine itself).
-        self.rnn = self.spec.fused(
-            input_size,
-            config.hidden,
-            num_layers=config.layers,
-            batch_first=True,
-            bidirectional=config.bidirectional,
-            dropout=config.dropout if config.layers > 1 else 0.0,
-            **fused_options,
-        )
+        else:
+            self.rnn = CellWeights(
+                self.spec, input_size, config.hidden, self.layers, self.directions
+            )
         self._initialise(config)
 
     def _initialise(self, config: RecurrentConfig) -> None:
@@ -201,19 +204,21 @@ class Recurrent(nn.Module):
         with torch.no_grad():
             for layer in range(self.layers):
                 for d in range(self.directions):
-                    w_ih, w_hh, b_ih, b_hh = self._weights(layer, d)
+                    w_ih, w_hh, b_ih, b_hh = self.weights(layer, d)
                     if config.init == "keras":
                         # Keras's matrices are the transposes of these; both inits are symmetric in that.
                         nn.init.xavier_uniform_(w_ih)
-                        nn.init.orthogonal_(w_hh)
                         b_ih.zero_()
-                        b_hh.zero_()
+                        if w_hh is not None and b_hh is not None:
+                            nn.init.orthogonal_(w_hh)
+                            b_hh.zero_()
                     if forget_bias is not None and self.spec.forget_block is not None:
                         block = slice(
                             self.spec.forget_block * hidden, (self.spec.forget_block + 1) * hidden
                         )
                         b_ih[block] = forget_bias
-                        b_hh[block] = 0.0
+                        if b_hh is not None:
+                            b_hh[block] = 0.0
 
     @property
     def output_size(self) -> int:
@@ -226,12 +231,16 @@ class Recurrent(nn.Module):
             return "reference" if self.config.unfused_reason(self.spec) else "fused"
         return self.engine
 
-    def _weights(self, layer: int, direction: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def weights(
+        self, layer: int, direction: int
+    ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+        """``(weight_ih, weight_hh, bias_ih, bias_hh)`` of one layer and direction (0 forward);
+        the recurrent pair is None for a cell without recurrent weights."""
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
-        w_ih, w_hh, b_ih, b_hh = (
-            getattr(self.rnn, f"{n}{suffix}")
-            for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        )
+        w_ih: Tensor = getattr(self.rnn, f"weight_ih{suffix}")
+        b_ih: Tensor = getattr(self.rnn, f"bias_ih{suffix}")
+        w_hh: Tensor | None = getattr(self.rnn, f"weight_hh{suffix}", None)
+        b_hh: Tensor | None = getattr(self.rnn, f"bias_hh{suffix}", None)
         return w_ih, w_hh, b_ih, b_hh
 
     def _check(self, x: Tensor, lengths: Tensor | None, state: State | None) -> Tensor | None:
@@ -380,8 +389,9 @@ class Recurrent(nn.Module):
         collect_gates: bool,
     ) -> tuple[Tensor, tuple[Tensor, ...], Gates]:
         """Loop one layer/direction over time; the input projection is one matmul for all steps."""
-        w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
-        w_hh = self._dropped(w_hh)
+        w_ih, w_hh, b_ih, b_hh = self.weights(layer, direction)
+        if w_hh is not None:
+            w_hh = self._dropped(w_hh)
         gi = F.linear(seq, w_ih, b_ih)  # (B, T, G*H): U x_t + b for every t at once
         rmask = None
         if self.training and self.recurrent_dropout > 0:
@@ -408,6 +418,33 @@ class Recurrent(nn.Module):
             outputs = outputs * mask
             gates = {name: g * mask for name, g in gates.items()}
         return outputs, state, gates
+
+
+class CellWeights(nn.Module):
+    """A stack's weights where no ``torch.nn`` class holds them, laid out and named as torch
+    names them (``weight_ih_l0``, ``bias_hh_l1_reverse``...) and initialised as torch does:
+    every weight uniform in ±1/sqrt(hidden)."""
+
+    def __init__(
+        self, spec: CellSpec, input_size: int, hidden: int, layers: int, directions: int
+    ) -> None:
+        super().__init__()
+        rows = spec.gate_count * hidden
+        for layer in range(layers):
+            inputs = input_size if layer == 0 else hidden * directions
+            for d in range(directions):
+                suffix = f"_l{layer}" + ("_reverse" if d else "")
+                shapes: dict[str, tuple[int, ...]] = {
+                    "weight_ih": (rows, inputs),
+                    "bias_ih": (rows,),
+                }
+                if spec.recurrent:
+                    shapes |= {"weight_hh": (rows, hidden), "bias_hh": (rows,)}
+                for name, shape in shapes.items():
+                    self.register_parameter(name + suffix, nn.Parameter(torch.empty(shape)))
+        bound = 1.0 / math.sqrt(hidden)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
 
 
 def _check_fits(spec: CellSpec, inputs: int, hidden: int, layers: int, directions: int) -> None:

@@ -49,7 +49,9 @@ class CellSpec:
             -> ``(state, gates)``; see :mod:`rnnlab.nn.cells`.
         blocks: the gate blocks stacked in ``weight_ih`` and ``weight_hh``, in order.
         state: the state's parts: ``("h",)`` or ``("h", "c")``.
-        fused: the ``torch.nn`` class computing the same function (cuDNN on a GPU), if any.
+        fused: the ``torch.nn`` class computing the same function (cuDNN on a GPU), if any; it
+            then also holds the weights. Without one, a layer keeps them itself, named alike.
+        recurrent: whether the gates read ``h_{t-1}`` through recurrent weights ``W``.
         fused_options: config keys handed to the fused class, as ``{config key: its keyword}``.
         step_options: config keys handed to ``step``, as ``{config key: its keyword}``.
         options: config keys that apply to this cell only: setting one for another cell is an
@@ -65,7 +67,8 @@ class CellSpec:
     step: StepFn
     blocks: tuple[str, ...]
     state: tuple[str, ...]
-    fused: type[nn.RNNBase] | None = None
+    fused: Callable[..., nn.RNNBase] | None = None
+    recurrent: bool = True
     fused_options: dict[str, str] = field(default_factory=dict)
     step_options: dict[str, str] = field(default_factory=dict)
     options: tuple[str, ...] = ()

@@ -25,17 +25,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, TaskID
 
 from rnnlab import plots
 from rnnlab.config import Config
+from rnnlab.display import progress_bars
 from rnnlab.errors import RnnlabError
 from rnnlab.files import read_json, write_csv, write_json, write_text
 from rnnlab.nn import CELLS
@@ -60,8 +54,11 @@ class Planned:
     out: Path
 
 
-def parse_cells(text: str) -> list[str]:
-    """``"rnn,lstm,gru"`` -> the cell names, checked; an unknown one names ``--cells``."""
+def parse_cells(text: str | None) -> list[str]:
+    """``"rnn,lstm,gru"`` -> the cell names, checked against the registry (None: every cell);
+    an unknown one names ``--cells``."""
+    if text is None:
+        return list(CELLS)
     cells = [c.strip() for c in text.split(",") if c.strip()]
     unknown = [c for c in cells if c not in CELLS]
     if unknown or not cells:
@@ -159,16 +156,8 @@ def run_series(
     rank 0 shows it.
     """
     console = Console(stderr=True, quiet=quiet or not is_main_process())
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("epochs  {task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=quiet,
-        transient=True,  # a line per finished run stays; the bar goes
-    )
+    # A line per finished run stays; the bar goes.
+    progress = progress_bars(console, info="epochs  {task.fields[info]}", disable=quiet)
     # Every run's state is read before any trains: under torchrun all processes see the same.
     states = [_prepare(plan) for plan in planned]
     done, run_dirs = 0, []
@@ -258,7 +247,7 @@ def compare(
     }
     world, _ = World.from_env(resolve_device(device))
     out = Path(
-        world.broadcast(str(new_run_dir(f"compare/{task_name}", out)) if world.is_main else None)
+        world.broadcast(str(new_run_dir(f"compare/{task_name}", out)) if world.is_main else "")
     )
     planned = [
         Planned(f"{cell} seed {seed}", task_cls, cfg, out / f"{cell}-seed{seed}")
@@ -270,7 +259,7 @@ def compare(
         + [f"--set {s}" for s in overrides]
         + ([f"--procs {world.size}"] if world.size > 1 else [])
     )
-    study = {"command": "compare", "task": task_name, "cells": list(cells)}
+    study: dict[str, Any] = {"command": "compare", "task": task_name, "cells": list(cells)}
     study |= {"seeds": list(seeds_used), "line": command}
     if world.is_main:
         save_plan(out, planned, study)
@@ -306,7 +295,8 @@ def _study(
     task_name, cells = study["task"], study["cells"]
     hint = f"rnnlab compare {task_name} --resume {out}"
     run_dirs = run_series(planned, device, data_dir, quiet, resume_hint=hint)
-    rows, histories = [], {cell: [] for cell in cells}
+    rows: list[dict[str, Any]] = []
+    histories: dict[str, list[list[dict[str, float]]]] = {cell: [] for cell in cells}
     for plan, run_dir in zip(planned, run_dirs, strict=True):
         metrics = json.loads((run_dir / "metrics.json").read_text())
         cell = plan.cfg.model.cell

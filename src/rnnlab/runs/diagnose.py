@@ -22,18 +22,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from rnnlab import plots
 from rnnlab.data.tweets import encoder_from_json
 from rnnlab.errors import RnnlabError
 from rnnlab.files import write_csv
-from rnnlab.nn import CELLS, ManyToOne, ManyToOneConfig
+from rnnlab.nn import CELLS, ManyToOne, ManyToOneConfig, Recurrent
 from rnnlab.nn.heads import last_hidden
 from rnnlab.runs.restore import restore, task_of
 from rnnlab.training.batches import TensorBatches
@@ -100,7 +100,7 @@ class Study:
     cell: str
     forget_bias: float | None = None
     radius: float | None = None  # rescale the recurrent matrix to this spectral radius
-    optimizer: str = "adam"
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     lr: float = 0.01
     momentum: float = 0.0
     clip_norm: float | None = None
@@ -117,7 +117,7 @@ def studies(cells: Sequence[str]) -> list[Study]:
         else:
             found.append(Study(name, name))
     for name in cells:
-        if CELLS[name].gates:
+        if CELLS[name].gates or not CELLS[name].recurrent:
             continue
         # SGD, as the lab's classifiers train: the step is the gradient itself, so an exploding
         # gradient becomes an exploding step unless it is clipped (Adam would rescale it).
@@ -150,12 +150,14 @@ class GradientNorms:
         trainer.optimizer.register_step_pre_hook(self._step)
 
     def _add(self, param: Tensor) -> None:
-        self._squares += float(param.grad.detach().norm()) ** 2
+        if param.grad is not None:
+            self._squares += float(param.grad.detach().norm()) ** 2
 
     def _step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.before.append(math.sqrt(self._squares))
         self._squares = 0.0
-        self.applied.append(math.sqrt(sum(float(p.grad.norm()) ** 2 for p in self._params)))
+        grads = [p.grad for p in self._params if p.grad is not None]
+        self.applied.append(math.sqrt(sum(float(g.norm()) ** 2 for g in grads)))
 
 
 def _build(study: Study, hidden: int, init: str, seed: int) -> ManyToOne:
@@ -164,12 +166,12 @@ def _build(study: Study, hidden: int, init: str, seed: int) -> ManyToOne:
         cell=study.cell,
         hidden=hidden,
         forget_bias=study.forget_bias,
-        init=init,  # type: ignore[arg-type]
+        init=cast(Literal["torch", "keras"], init),
     )
     model = ManyToOne(2, 1, config)
-    if study.radius is not None:
+    w_hh = model.rnn.weights(0, 0)[1]
+    if study.radius is not None and w_hh is not None:  # studies() plans it for such cells only
         with torch.no_grad():
-            w_hh = model.rnn.rnn.weight_hh_l0
             w_hh.mul_(study.radius / spectral_radius(w_hh))
     return model
 
@@ -185,7 +187,7 @@ def _gradient_profile(model: ManyToOne, split: dict[str, Tensor]) -> np.ndarray:
     return hidden_gradient_norms(probe, split["x"].double(), split["y"].double()).numpy()
 
 
-def _loss(model: ManyToOne, batch: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
+def _loss(model: nn.Module, batch: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
     return F.mse_loss(model(batch["x"]).squeeze(-1), batch["y"]), None
 
 
@@ -200,11 +202,13 @@ def _study_one(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Train one model with the shared trainer, measuring before and after: (row, curves)."""
     model = _build(study, hidden, init, seed)
-    w_hh = model.rnn.rnn.weight_hh_l0
+    w_hh = model.rnn.weights(0, 0)[1]
     at_init = _gradient_profile(model, data["probe"])
-    mse_init, w_init = _mse(model, data["test"]), float(w_hh.detach().norm())
+    mse_init = _mse(model, data["test"])
+    w_init = None if w_hh is None else float(w_hh.detach().norm())
     # Gated cells stack a matrix per gate: no one spectral radius to speak of.
-    radius = None if CELLS[study.cell].gates else round(spectral_radius(w_hh), 4)
+    gated = CELLS[study.cell].gates
+    radius = round(spectral_radius(w_hh), 4) if w_hh is not None and not gated else None
     cfg = TrainConfig(
         epochs=epochs,
         batch_size=BATCH_SIZE,
@@ -246,7 +250,7 @@ def _study_one(
         "max_grad_norm": max(recorder.before, default=0.0),
         "max_applied_norm": max(recorder.applied, default=0.0),
         "recurrent_norm_init": w_init,
-        "recurrent_norm_trained": float(w_hh.detach().norm()),
+        "recurrent_norm_trained": None if w_hh is None else float(w_hh.detach().norm()),
         "diverged": diverged,
         "train_seconds": round(seconds, 2),
     }
@@ -371,7 +375,9 @@ def gate_activations(
             "sentiment runs"
         )
     task, model = restore(task_cls, run_dir, device)
-    rnn = model.rnn
+    rnn, embed = getattr(model, "rnn", None), getattr(model, "embed", None)
+    if not isinstance(rnn, Recurrent) or not isinstance(embed, nn.Embedding):
+        raise RnnlabError(f"{run_dir}: its model has no embedding and recurrent stack to trace")
     if not rnn.spec.gates:
         gated = [name for name, spec in CELLS.items() if spec.gates]
         raise RnnlabError(
@@ -388,7 +394,7 @@ def gate_activations(
             f"--text: {len(ids)} tokens; the plot stays readable up to {max_tokens}, shorten it"
         )
     with torch.inference_mode():
-        gates = rnn.gates(model.embed(ids[None].to(task.device)))[(layer - 1) * rnn.directions]
+        gates = rnn.gates(embed(ids[None].to(task.device)))[(layer - 1) * rnn.directions]
     return GateTrace(
         tokens,
         {name: g[0].float().cpu().numpy() for name, g in gates.items()},

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from rnnlab.errors import RnnlabError
 from rnnlab.runs.restore import restore, task_of
 from rnnlab.runs.rundir import check_distinct
+from rnnlab.tasks.base import Task
 
 Combine = Literal["probabilities", "mean"]
 
@@ -65,7 +66,7 @@ def evaluate_ensemble(
             f"{first}: task {task_cls.name!r} cannot be ensembled; ensembles average "
             "classifiers (electric-devices, sentiment) or regressions (air-quality)"
         )
-    restored = []
+    restored: list[tuple[Task, nn.Module]] = []
     for run_dir in run_dirs:
         other = task_of(run_dir)
         if other is not task_cls:

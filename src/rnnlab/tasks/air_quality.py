@@ -25,7 +25,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.nn import ManyToOne, ManyToOneConfig
 from rnnlab.schema import entry_error
 from rnnlab.tasks.base import Task
-from rnnlab.tasks.metrics import regression
+from rnnlab.tasks.metrics import ArrayLike, regression
 from rnnlab.training.batches import Batch
 from rnnlab.training.config import TrainConfig
 
@@ -172,10 +172,11 @@ class AirQuality(Task):
             raw = regression(self._raw(true), self._raw(pred))
             scores.update({f"test_{k}_raw": v for k, v in raw.items()})
             last = persistence(self.splits[split]["x"])  # the last observed value
-            for suffix, (t, p) in {
+            pairs: dict[str, tuple[ArrayLike, ArrayLike]] = {
                 "": (true, last),
                 "_raw": (self._raw(true), self._raw(last)),
-            }.items():
+            }
+            for suffix, (t, p) in pairs.items():
                 base = regression(t, p)
                 scores[f"persistence_mse{suffix}"] = base["mse"]
                 scores[f"persistence_r2{suffix}"] = base["r2"]

@@ -89,7 +89,7 @@ class ElectricDevices(Classifier):
         for name in inputs:
             where = {"file": Path(name).name} if len(inputs) > 1 else {}
             given, series = data.read_ucr(name)
-            length = self.meta.get("length")  # absent from runs older than this check
+            length = self.meta.get("length")  # an optional entry of model.json (UCRMeta)
             if length is not None and series.shape[1] != length:
                 raise RnnlabError(
                     f"{name}: series of {series.shape[1]} readings, expected {length} like "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, ClassVar, TypedDict, cast
 
 import torch
 import torch.nn.functional as F
@@ -75,9 +75,9 @@ class PairsTask(Task):
 
     Model = PairsModel
     Train = Seq2SeqTrain
-    Meta: Any = PairsMeta
-    accuracy = "token_accuracy"  # the per-token metric's name
-    samples = 5  # validation examples shown after every epoch
+    Meta: ClassVar[Any] = PairsMeta
+    accuracy: ClassVar[str] = "token_accuracy"  # the per-token metric's name
+    samples: ClassVar[int] = 5  # validation examples shown after every epoch
 
     # -- how a task shows its tokens ----------------------------------------------------------
     def source_text(self, ids: Tensor) -> str:
@@ -115,17 +115,17 @@ class PairsTask(Task):
 
     def decode(self, model: nn.Module, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Best output ids (N, T) of each source: greedy, or beam search if ``beam_size`` > 1."""
-        m, max_len = self.cfg.model, self.meta["max_len"]
+        m, max_len, seq2seq = self.cfg.model, self.meta["max_len"], cast(Seq2Seq, model)
         if m.beam_size > 1:
-            return model.beam_search(x, max_len, m.beam_size, m.alpha, lengths).tokens[:, 0]
-        return model.greedy(x, max_len, lengths).tokens
+            return seq2seq.beam_search(x, max_len, m.beam_size, m.alpha, lengths).tokens[:, 0]
+        return seq2seq.greedy(x, max_len, lengths).tokens
 
     def _decoded_by_forward(self, model: nn.Module, y: Tensor) -> bool:
         """Whether this task's decoding is the training pass itself: greedy (no beam), in one
         parallel pass, over as many steps as the targets have."""
         return (
             self.cfg.model.beam_size == 1
-            and model.greedy_is_parallel
+            and cast(Seq2Seq, model).greedy_is_parallel
             and y.shape[1] == self.meta["max_len"]
         )
 
@@ -138,7 +138,7 @@ class PairsTask(Task):
         ).view(y.shape)
         if self._decoded_by_forward(model, y):
             # The same parallel pass greedy decoding would run again: its best tokens are the
-            # greedy answer (one forward instead of two: addition validates in 45 % less time).
+            # greedy answer (one forward instead of two).
             pred = logits.log_softmax(-1).max(-1).indices
         else:
             pred = self.decode(model, x, lengths)
@@ -204,8 +204,9 @@ class PairsTask(Task):
         index = torch.arange(min(4, len(split["y"])), device=self.device)
         lengths = split["lengths"][index] if "lengths" in split else None
         with torch.inference_mode():
-            decoded = model.greedy(split["x"][index], self.meta["max_len"], lengths)
+            decoded = cast(Seq2Seq, model).greedy(split["x"][index], self.meta["max_len"], lengths)
         examples = []
+        assert decoded.attention is not None  # an attention decoder's
         for i in range(len(index)):
             source = self.source_tokens(split["x"][i])
             target = self.target_tokens(decoded.tokens[i])
@@ -214,9 +215,11 @@ class PairsTask(Task):
         plots.attention(examples, run_dir / "attention.png", title=self.cfg.task)
         return {}
 
-    def _answer(self, model: nn.Module, x: Tensor, lengths: Tensor | None) -> list[tuple]:
+    def _answer(
+        self, model: nn.Module, x: Tensor, lengths: Tensor | None
+    ) -> list[tuple[Tensor, float]]:
         """Best output ids and their probability, one per source."""
         m, max_len = self.cfg.model, self.meta["max_len"]
         with torch.inference_mode():
-            beams = model.beam_search(x, max_len, m.beam_size, m.alpha, lengths)
+            beams = cast(Seq2Seq, model).beam_search(x, max_len, m.beam_size, m.alpha, lengths)
         return list(zip(beams.tokens[:, 0], beams.log_probs[:, 0].exp().tolist(), strict=True))

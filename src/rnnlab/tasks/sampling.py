@@ -96,15 +96,15 @@ def _repeat(state: State, rows: int) -> State:
 def _without_onednn() -> Iterator[None]:
     """Run recurrent layers on PyTorch's native CPU kernels for a while.
 
-    oneDNN lays a layer's weights out anew on every call, about 0.5 ms for 256 LSTM units: cheap
-    for a whole sequence, 20x the matmul itself for one step, and sampling calls once per step.
+    oneDNN lays a layer's weights out anew on every call: cheap for a whole sequence, many times
+    the matmul itself for one step, and sampling calls once per step.
     """
-    enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+    enabled = bool(torch.backends.mkldnn.enabled)
+    setattr(torch.backends.mkldnn, "enabled", False)  # noqa: B010 (a module property mypy reads wrongly)
     try:
         yield
     finally:
-        torch.backends.mkldnn.enabled = enabled
+        setattr(torch.backends.mkldnn, "enabled", enabled)  # noqa: B010
 
 
 @torch.inference_mode()

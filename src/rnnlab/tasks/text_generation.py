@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, cast
 
 import torch
 import torch.nn.functional as F
@@ -207,7 +207,13 @@ class TextGeneration(Task):
         """
         if prime is not None and self.meta.get("lower", True):
             prime = prime.lower()
-        return generate(model, self.vocab, prime=prime, prime_length=self.cfg.data.maxlen, **kwargs)
+        return generate(
+            cast(CharLM, model),
+            self.vocab,
+            prime=prime,
+            prime_length=self.cfg.data.maxlen,
+            **kwargs,
+        )
 
     def callbacks(self, run_dir: Path) -> tuple[Callback, ...]:
         t = self.cfg.train

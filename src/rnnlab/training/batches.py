@@ -69,8 +69,8 @@ class TensorBatches:
     def _views(self, order: Tensor | None, sizes: list[int]) -> Iterator[Batch]:
         """The examples in ``order`` (None: as stored), cut into batches of ``sizes``.
 
-        One gather per tensor and epoch, then every batch is a view: a gather per batch costs
-        ~40 us of dispatch on the CPU (two of them were 4 % of air quality's step). The order
+        One gather per tensor and epoch, then every batch is a view: a gather per batch would
+        pay a dispatch per tensor and batch, a visible share of a small model's step. The order
         goes to the device in one copy; a copy per batch from pageable memory would wait for
         the GPU to finish the step before.
         """

@@ -23,16 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress, TaskID
 
+from rnnlab.display import progress_bars
 from rnnlab.errors import RnnlabError
 from rnnlab.files import write_csv
 from rnnlab.schema import read_entries
@@ -183,17 +176,7 @@ class ProgressDisplay(Callback):
         self.epochs_here = self.seen_here = 0
 
     def on_fit_start(self, trainer: Trainer, resume: bool) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
+        self.progress = progress_bars(self.console)
         per_epoch = trainer.batches_per_epoch
         self.run_bar = self.progress.add_task("run", total=trainer.cfg.epochs * per_epoch, info="")
         self.epoch_bar = self.progress.add_task("epoch", total=per_epoch, info="")

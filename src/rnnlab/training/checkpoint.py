@@ -15,7 +15,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import safetensors
@@ -104,7 +104,7 @@ def snapshot(
     optim_tensors, optim_meta = _flatten_optimizer(optimizer)
     tensors |= optim_tensors | _flatten_carry(carry)
     tensors["rng.torch"] = torch.get_rng_state()
-    np_state = np.random.get_state()
+    np_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))
     meta = {
         "format_version": FORMAT_VERSION,
         "run": run or {},

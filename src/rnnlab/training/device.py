@@ -29,9 +29,9 @@ def autocast(
 def resolve_precision(device: torch.device, precision: str) -> str:
     """``"auto"``: bf16 on a CPU with bf16 instructions, fp32 anywhere else; others as they are.
 
-    Where a CPU has them, oneDNN's bf16 LSTM is the faster one at wide shapes (addition's 128
-    units: 1.23-1.35x a step, benchmarks/RESULTS.md, session 15). On a GPU these small recurrent
-    nets wait on kernel launches, not on arithmetic (session 5): half precision buys nothing.
+    Where a CPU has them, oneDNN's bf16 LSTM is the faster one at wide shapes (``python
+    benchmarks/step_precision.py`` measures both). On a GPU these small recurrent nets wait on
+    kernel launches, not on arithmetic: half precision buys nothing.
     """
     if precision != "auto":
         return precision
@@ -41,8 +41,8 @@ def resolve_precision(device: torch.device, precision: str) -> str:
 def missing_for(device: torch.device, precision: str) -> str | None:
     """What ``device`` lacks to train in ``precision``, or None if nothing.
 
-    A CPU without bf16 (fp16) instructions runs half-precision matmuls ~150x slower than fp32 and
-    builds no half-precision LSTM at all; a GPU older than Ampere has no bf16 units.
+    A CPU without bf16 (fp16) instructions emulates half-precision matmuls, far slower than fp32,
+    and builds no half-precision LSTM at all; a GPU older than Ampere has no bf16 units.
     """
     if precision == "fp32":
         return None

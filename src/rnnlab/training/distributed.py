@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -119,7 +119,7 @@ class World:
         if self.size == 1:
             return fn()
         if not self.is_main:
-            return self.broadcast(None)
+            return self.broadcast(cast(T, None))  # rank 0's value replaces it
         with self.all_cores():
             return self.broadcast(fn())
 
@@ -197,13 +197,13 @@ def launch(procs: int, args: Sequence[str], device: str = "cpu") -> None:
         except SignalException as e:
             # Ctrl-C reached the launcher and its processes alike: they saved a checkpoint and
             # left their one line (rank 0's names the run to resume), which stands for them all.
-            said = [
+            messages = [
                 json.loads(f.read_text()).get("message")
                 for f in sorted(Path(logs).rglob("error.json"), key=lambda f: f.parent.name)
             ]
-            said = [m for m in said if m]
+            messages = [m for m in messages if m]
             raise ProcessError(
-                said[0] if said else f"stopped by {e.sigval.name}", 128 + e.sigval
+                messages[0] if messages else f"stopped by {e.sigval.name}", 128 + e.sigval
             ) from None
         except ChildFailedError as e:
             failures = e.failures

@@ -16,8 +16,8 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """adam / adamw / sgd (+momentum) / rmsprop; rmsprop uses Keras's rho = 0.9 like the lab.
 
-    Adam, AdamW and SGD use PyTorch's fused kernels (one kernel for all parameters, about 13 %
-    off a small model's step on the CPU) where this PyTorch has them. ``capturable`` keeps the
+    Adam, AdamW and SGD use PyTorch's fused kernels (one kernel for all parameters, not one per
+    parameter: a small model's step is mostly dispatch) where this PyTorch has them. ``capturable`` keeps the
     step counts of Adam, AdamW and RMSprop on the GPU, so a CUDA graph can record the update.
     ``lr_on``: the learning rate as a tensor on that device, which a CUDA graph reads at every
     replay (a Python float would be frozen into the graph), so a schedule can change it.

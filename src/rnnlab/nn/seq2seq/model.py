@@ -276,7 +276,8 @@ class Seq2Seq(nn.Module):
             config, hidden=size, layers=config.decoder_layers, bidirectional=False
         )
         if config.decoder == "plain":
-            self.decoder: nn.Module = PlainDecoder(size, target_vocab, inner)
+            self.decoder: PlainDecoder | PeekingDecoder | AttentionDecoder
+            self.decoder = PlainDecoder(size, target_vocab, inner)
         elif config.decoder == "peeking":
             self.decoder = PeekingDecoder(size, target_vocab, config.embedding, inner)
         else:
@@ -352,8 +353,10 @@ class Seq2Seq(nn.Module):
         """Greedy decoding of ``max_len`` steps at most (fewer once every sequence hit EOS)."""
         state, start = self._start(source, lengths)
         if self.greedy_is_parallel:
-            logits, _ = self.decoder.parallel(state, start[:, None].expand(-1, max_len))
-            best, tokens = logits.log_softmax(-1).max(-1)
+            # A decoder without feedback, the plain one, always runs in one pass.
+            result = self.decoder.parallel(state, start[:, None].expand(-1, max_len))
+            assert result is not None
+            best, tokens = result[0].log_softmax(-1).max(-1)
             return Decoded(tokens, best.sum(1), None)
         return greedy(self.decoder.step, state, start, max_len, self.eos)
 
