@@ -3,7 +3,6 @@ from a typed config (a :class:`~rnnlab.nn.RecurrentConfig` with the head's own k
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -12,7 +11,7 @@ from torch import Tensor, nn
 
 from rnnlab.config import check_at_least, check_fraction
 from rnnlab.errors import SettingError
-from rnnlab.nn.recurrent import Recurrent, RecurrentConfig
+from rnnlab.nn.recurrent import Recurrent, RecurrentConfig, settle
 
 
 @dataclass
@@ -89,8 +88,7 @@ class ManyToOne(nn.Module):
         **options: Any,
     ) -> None:
         super().__init__()
-        config = dataclasses.replace(config or ManyToOneConfig(), **options)
-        config.check()
+        config = settle(config, ManyToOneConfig, options)
         self.config, self.pool = config, config.pool
         self.embed = nn.Embedding(vocab_size, input_size, padding_idx=0) if vocab_size else None
         self.rnn = Recurrent(input_size, config=config)
@@ -133,8 +131,7 @@ class CharLM(nn.Module):
 
     def __init__(self, vocab_size: int, config: CharLMConfig | None = None, **options: Any) -> None:
         super().__init__()
-        config = dataclasses.replace(config or CharLMConfig(), **options)
-        config.check()
+        config = settle(config, CharLMConfig, options)
         self.config = config
         if config.embedding:
             self.embed = nn.Embedding(vocab_size, config.embedding)

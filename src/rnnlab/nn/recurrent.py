@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -113,6 +113,17 @@ class RecurrentConfig:
         return spec.unfused(self)
 
 
+Settings = TypeVar("Settings", bound=RecurrentConfig)
+
+
+def settle(config: Settings | None, kind: type[Settings], options: dict[str, Any]) -> Settings:
+    """A model's config: ``config`` (None: ``kind``'s defaults) with keyword ``options``
+    replacing its keys, checked once (every model takes its settings this way)."""
+    settled = dataclasses.replace(config or kind(), **options)
+    settled.check()
+    return settled
+
+
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     """Reverse each sequence of ``x`` (B, T, F) within its own length; padding stays in place.
 
@@ -164,10 +175,9 @@ class Recurrent(nn.Module):
         super().__init__()
         if hidden_size is not None:
             options["hidden"] = hidden_size
-        config = dataclasses.replace(config or RecurrentConfig(), **options)
         if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 1:
             raise SettingError(f"input_size must be an integer >= 1, got {input_size!r}")
-        config.check()
+        config = settle(config, RecurrentConfig, options)
         self.config, self.spec = config, cell(config.cell)
         self.cell = config.cell
         self.input_size, self.hidden_size, self.layers = input_size, config.hidden, config.layers

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from rnnlab.config import check_at_least
 from rnnlab.errors import SettingError
 from rnnlab.nn.heads import last_hidden
-from rnnlab.nn.recurrent import Recurrent, RecurrentConfig
+from rnnlab.nn.recurrent import Recurrent, RecurrentConfig, settle
 from rnnlab.nn.seq2seq.decoding import Beams, Decoded, State, beam_search, greedy
 
 DecoderKind = Literal["plain", "peeking", "attention"]
@@ -260,8 +260,7 @@ class Seq2Seq(nn.Module):
         **options: Any,
     ) -> None:
         super().__init__()
-        config = dataclasses.replace(config or Seq2SeqConfig(), **options)
-        config.check()
+        config = settle(config, Seq2SeqConfig, options)
         for name, value in (("source_vocab", source_vocab), ("target_vocab", target_vocab)):
             if value < 1:
                 raise SettingError(f"{name} must be >= 1, got {value}")
