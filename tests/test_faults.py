@@ -24,7 +24,9 @@ from rnnlab.runs import pipeline
 from rnnlab.runs.rundir import LOCK, run_lock
 from rnnlab.training import checkpoint
 
+# One thread: runs compared with each other compute alike, whatever the machine's load.
 TINY = ["data.train_rows=2000", "data.test_rows=300", "model.hidden=8", "train.epochs=2"]
+TINY += ["train.threads=1"]
 TIMING = {"train_seconds", "eval_seconds", "threads"}
 
 
@@ -365,7 +367,7 @@ def test_a_run_says_its_threads_and_restores_the_count_after(shared_data, tmp_pa
     before = torch.get_num_threads()
     args = ["run", "air-quality", "--device", "cpu", "--data-dir", str(shared_data)]
     code, _, err = rnnlab(
-        capsys, *args, "--out", str(tmp_path / "r"), *_sets(*TINY, "train.threads=1")
+        capsys, *args, "--out", str(tmp_path / "r"), *_sets(*TINY)
     )
     assert code == 0, err
     assert "on cpu (1 thread (train.threads))" in err.replace("\n", "")

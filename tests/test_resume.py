@@ -19,6 +19,7 @@ SETTINGS = [
     "data.train_rows=3000", "data.test_rows=500", "model.hidden=8", "model.layers=2",
     "model.dropout=0.3", "train.epochs=4", "train.batch_size=32", "train.checkpoint_every=5",
     "train.schedule='cosine'",
+    "train.threads=1",  # runs compared bit for bit: the same threads, whatever the machine's load
 ]  # fmt: skip
 
 
