@@ -38,9 +38,9 @@ from rnnlab.runs.pipeline import run
 from rnnlab.runs.rundir import LOCK, new_run_dir
 from rnnlab.tasks import Task, get_task
 from rnnlab.training import checkpoint
+from rnnlab.training.callbacks import Callback, EpochEnd
 from rnnlab.training.device import resolve_device
 from rnnlab.training.distributed import World, is_main_process
-from rnnlab.training.callbacks import Callback, EpochEnd
 from rnnlab.training.trainer import Trainer
 
 

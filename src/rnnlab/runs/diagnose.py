@@ -37,9 +37,8 @@ from rnnlab.nn import CELLS, ManyToOne, ManyToOneConfig, Recurrent
 from rnnlab.nn.heads import last_hidden
 from rnnlab.runs.restore import restore, task_of
 from rnnlab.training.batches import TensorBatches
-from rnnlab.training.callbacks import BestEpoch
+from rnnlab.training.callbacks import BestEpoch, Callback, EpochEnd
 from rnnlab.training.config import TrainConfig
-from rnnlab.training.callbacks import Callback, EpochEnd
 from rnnlab.training.trainer import Trainer
 
 EVALUATIONS = 10  # validation points per training run (the trainer's epochs)

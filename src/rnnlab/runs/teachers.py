@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+
 from torch import Tensor
 
 from rnnlab.errors import RnnlabError
