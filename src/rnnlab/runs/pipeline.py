@@ -36,11 +36,16 @@ from rnnlab.runs.restore import restore, task_of
 from rnnlab.runs.rundir import new_run_dir, parameter_count, run_lock, save_model
 from rnnlab.tasks.base import Task
 from rnnlab.training import checkpoint
-from rnnlab.training.callbacks import BestEpoch, Checkpointing, HistoryFile, ProgressDisplay
+from rnnlab.training.callbacks import (
+    BestEpoch,
+    Callback,
+    Checkpointing,
+    HistoryFile,
+    ProgressDisplay,
+)
 from rnnlab.training.device import resolve_device
 from rnnlab.training.distillation import DistillationConfig
 from rnnlab.training.distributed import World
-from rnnlab.training.callbacks import Callback
 from rnnlab.training.trainer import Diverged, Trainer
 
 
@@ -227,7 +232,9 @@ def _train(plan: _Run, threads: runtime.Threads) -> Path:
     check_fits(task, plan.target)
     seed_everything(cfg.train.seed)  # the model's initial weights do not depend on data loading
     model = task.build_model()
-    made = str(plan.out if plan.resume else new_run_dir(cfg.task, plan.out)) if world.is_main else ""
+    made = (
+        str(plan.out if plan.resume else new_run_dir(cfg.task, plan.out)) if world.is_main else ""
+    )
     run_dir = Path(world.broadcast(made))  # rank 0's
     with run_lock(run_dir) if world.is_main else contextlib.nullcontext():
         if world.is_main and not plan.resume:
@@ -254,7 +261,8 @@ def _callbacks(plan: _Run, task: Task, run_dir: Path, threads: runtime.Threads) 
 def _fit_and_write(
     plan: _Run, task: Task, model: nn.Module, run_dir: Path, threads: runtime.Threads
 ) -> Path:
-    cfg, world, target = plan.cfg, plan.world, plan.target
+    # The task's own config: where the data settles what the config left to it (an epoch budget).
+    cfg, world, target = task.cfg, plan.world, plan.target
     trainer = Trainer(
         model,
         cfg.train,
