@@ -366,9 +366,7 @@ def test_busy_cpus_sees_a_competing_process():
 def test_a_run_says_its_threads_and_restores_the_count_after(shared_data, tmp_path, capsys):
     before = torch.get_num_threads()
     args = ["run", "air-quality", "--device", "cpu", "--data-dir", str(shared_data)]
-    code, _, err = rnnlab(
-        capsys, *args, "--out", str(tmp_path / "r"), *_sets(*TINY)
-    )
+    code, _, err = rnnlab(capsys, *args, "--out", str(tmp_path / "r"), *_sets(*TINY))
     assert code == 0, err
     assert "on cpu (1 thread (train.threads))" in err.replace("\n", "")
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["threads"] == 1
