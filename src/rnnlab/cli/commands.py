@@ -17,6 +17,7 @@ from typing import Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from typer.exceptions import TyperException
@@ -69,6 +70,8 @@ def _metrics_table(title: str, metrics: dict) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
+        if isinstance(value, dict):  # not_learned: said after the table
+            continue
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         table.add_row(key, shown)
     return table
@@ -188,6 +191,18 @@ def run(
     if not quiet:
         out.print(_metrics_table(f"{task}: test metrics", metrics))
     out.print(f"run directory: {run_dir}")
+    _warn_if_not_learned(metrics)
+
+
+def _warn_if_not_learned(metrics: dict[str, Any]) -> None:
+    """A run that did not beat its trivial baseline says so last, with what to try, even --quiet."""
+    found = metrics.get("not_learned")
+    if not isinstance(found, dict):
+        return
+    err.print(f"[yellow]warning:[/] {escape(found['message'])}", soft_wrap=True)
+    for label, key in (("likely causes", "causes"), ("to try", "try")):
+        if found.get(key):
+            err.print(f"  {label}: " + "; ".join(map(escape, found[key])), soft_wrap=True)
 
 
 @app.command("eval")

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from rnnlab.config import check_at_least, check_fraction
 from rnnlab.errors import SettingError
+from rnnlab.nn.frontends import Downsample
 from rnnlab.nn.recurrent import Recurrent, RecurrentConfig, settle
 
 
@@ -27,9 +28,23 @@ class HeadConfig(RecurrentConfig):
 
 @dataclass
 class ManyToOneConfig(HeadConfig):
-    """A recurrent stack read into one vector: its last state, or its outputs pooled over time."""
+    """A recurrent stack read into one vector: its last state, or its outputs pooled over time
+    (``meanmax``: the mean and the max side by side); with ``downsample`` > 1, a learned front-end
+    first reads that many steps into one (:class:`rnnlab.nn.frontends.Downsample`, with
+    ``frontend_channels`` channels)."""
 
-    pool: Literal["last", "mean", "max"] = "last"
+    pool: Literal["last", "mean", "max", "meanmax"] = "last"
+    downsample: int = 1
+    frontend: Literal["conv", "mean"] = "conv"  # learned, or each stride's mean (no weights)
+    frontend_channels: int = 64
+    # Convolutions at full length before the strided one: 0 means none, and no front-end at all
+    # unless downsample > 1.
+    frontend_layers: int = 0
+
+    def check(self) -> None:
+        super().check()
+        check_at_least("model", self, 1, "downsample", "frontend_channels")
+        check_at_least("model", self, 0, "frontend_layers")
 
 
 @dataclass
@@ -58,8 +73,15 @@ def last_hidden(state: Any, directions: int) -> Tensor:
     return torch.cat(list(h[-directions:]), dim=-1)
 
 
-def pool_over_time(outputs: Tensor, lengths: Tensor | None, how: Literal["mean", "max"]) -> Tensor:
-    """Mean or max of outputs (B, T, H) over each sequence's own steps: (B, H)."""
+def pool_over_time(
+    outputs: Tensor, lengths: Tensor | None, how: Literal["mean", "max", "meanmax"]
+) -> Tensor:
+    """Mean or max of outputs (B, T, H) over each sequence's own steps: (B, H); both side by side
+    for ``meanmax``: (B, 2H)."""
+    if how == "meanmax":
+        return torch.cat(
+            [pool_over_time(outputs, lengths, "mean"), pool_over_time(outputs, lengths, "max")], -1
+        )
     if lengths is None:
         return outputs.mean(1) if how == "mean" else outputs.amax(1)
     lengths = lengths.to(outputs.device)
@@ -91,9 +113,20 @@ class ManyToOne(nn.Module):
         config = settle(config, ManyToOneConfig, options)
         self.config, self.pool = config, config.pool
         self.embed = nn.Embedding(vocab_size, input_size, padding_idx=0) if vocab_size else None
+        self.frontend: Downsample | None = None
+        if config.downsample > 1 or config.frontend_layers > 0:
+            self.frontend = Downsample(
+                input_size,
+                config.frontend_channels,
+                config.downsample,
+                config.frontend == "conv",
+                config.frontend_layers + 1,
+            )
+            input_size = self.frontend.channels
         self.rnn = Recurrent(input_size, config=config)
         self.dropout = nn.Dropout(config.head_dropout)
-        self.head = nn.Linear(self.rnn.output_size, outputs)
+        pooled = 2 if config.pool == "meanmax" else 1
+        self.head = nn.Linear(self.rnn.output_size * pooled, outputs)
         if config.init == "keras":  # the lab's Dense and Embedding initialisers
             nn.init.xavier_uniform_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -104,6 +137,8 @@ class ManyToOne(nn.Module):
         """x (B, T, F) or token ids (B, T) -> (B, outputs)."""
         if self.embed is not None:
             x = self.embed(x)  # (B, T, E)
+        if self.frontend is not None:
+            x, lengths = self.frontend(x, lengths)  # (B, T / stride, C)
         # Right padding comes after each sequence's last step and cannot change a forward
         # direction's outputs before it, so a unidirectional stack runs unpacked (packing is the
         # slower path on the CPU) and reads the real steps only. A backward direction needs it.

@@ -10,6 +10,7 @@ progress, checkpoints, history), and writes the final files, ``metrics.json`` la
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import time
@@ -289,6 +290,9 @@ def _fit_and_write(
         if not checkpoint.exists(run_dir / "last"):
             raise
         raise Diverged(f"{err}; the last good checkpoint is in {run_dir / 'last'}") from None
+    refit = task.refit_epochs(result.best_epoch)
+    if refit:
+        model = _refit(plan, task, refit)
     if not world.is_main:
         return run_dir
     with world.all_cores():  # the others wait for rank 0 to write: it may use their cores
@@ -311,8 +315,14 @@ def _fit_and_write(
             and trainer.graphs.replays > 0,
             processes=world.size,
             threads=threads.count,
+            **({"refit_epochs": refit} if refit else {}),
             rnnlab_version=rnnlab.__version__,
         )
+        verdict = task.verdict(metrics)
+        if verdict is not None:
+            metrics["learned"] = verdict.learned
+            if not verdict.learned:
+                metrics["not_learned"] = verdict.to_json()
         save_model(run_dir, model, {"task": cfg.task, **task.meta})
         plots.learning_curves(
             result.history, run_dir / "learning_curves.png", cfg.task, result.best_epoch
@@ -320,6 +330,35 @@ def _fit_and_write(
         # Last: metrics.json marks a finished run, so every other file is whole before it exists.
         write_json(run_dir / "metrics.json", metrics)
     return run_dir
+
+
+def _refit(plan: _Run, task: Task, epochs: int) -> nn.Module:
+    """A fresh model trained for ``epochs`` on the training and validation examples together,
+    where validation examples are too few to be worth holding out. Nothing of it is checkpointed:
+    a run stopped here finds its first training whole on ``--resume`` and trains this again."""
+    train, val = task.splits["train"], task.splits["val"]
+    task.splits["train"] = {key: torch.cat([train[key], val[key]]) for key in train}
+    examples = len(next(iter(task.splits["train"].values())))
+    plan.console.print(
+        f"training a fresh model on all {examples:,} training and validation examples for "
+        f"{epochs} epochs (train.refit_below)"
+    )
+    seed_everything(task.cfg.train.seed)
+    model = task.build_model()
+    shown = plan.world.is_main and not plan.quiet
+    trainer = Trainer(
+        model,
+        dataclasses.replace(task.cfg.train, epochs=epochs, patience=None),
+        task.loss,
+        lambda m: {},  # no examples are left to validate on
+        plan.target,
+        callbacks=[ProgressDisplay(plan.console)] if shown else [],
+        world=plan.world,
+        console=plan.console,
+        quiet=plan.quiet,
+    )
+    trainer.fit(task.train_batches())
+    return model
 
 
 def evaluate_run(

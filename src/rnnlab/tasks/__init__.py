@@ -9,12 +9,26 @@ from rnnlab.tasks.addition import Addition
 from rnnlab.tasks.air_quality import AirQuality
 from rnnlab.tasks.base import Task
 from rnnlab.tasks.electric_devices import ElectricDevices
+from rnnlab.tasks.forecast import Forecast
 from rnnlab.tasks.sentiment import Sentiment
+from rnnlab.tasks.series import SeriesClassification
+from rnnlab.tasks.text_classification import TextClassification
 from rnnlab.tasks.text_generation import TextGeneration
 from rnnlab.tasks.tsv_pairs import Pairs
 
 TASKS: dict[str, type[Task]] = {
-    t.name: t for t in (AirQuality, ElectricDevices, Sentiment, TextGeneration, Addition, Pairs)
+    t.name: t
+    for t in (
+        AirQuality,
+        ElectricDevices,
+        Sentiment,
+        TextGeneration,
+        Addition,
+        Pairs,
+        SeriesClassification,
+        Forecast,
+        TextClassification,
+    )
 }
 
 
@@ -32,9 +46,12 @@ __all__ = [
     "Addition",
     "AirQuality",
     "ElectricDevices",
+    "Forecast",
     "Pairs",
     "Sentiment",
+    "SeriesClassification",
     "Task",
+    "TextClassification",
     "TextGeneration",
     "get_task",
 ]

@@ -31,6 +31,8 @@ from rnnlab.data.addition import (
     split_addition,
 )
 from rnnlab.errors import RnnlabError
+from rnnlab.tasks.base import Verdict
+from rnnlab.tasks.metrics import clearly_above
 from rnnlab.tasks.pairs import PairsMeta, PairsTask
 
 
@@ -105,6 +107,17 @@ class Addition(PairsTask):
             (self.splits["test"]["y"] == common).all(dim=1).double().mean()
         )
         return found
+
+    def verdict(self, metrics: dict[str, Any]) -> Verdict | None:
+        """Test exact match against always giving the most frequent training answer."""
+        exact, base = metrics["test_exact_match"], metrics["majority_exact_match"]
+        learned = clearly_above(exact, base, len(self.splits["test"]["y"]))
+        causes = ["too few epochs: addition is learned late, digit by digit"]
+        tries = ["--set train.epochs=50 (the lab's)", "--set model.decoder='attention'"]
+        return Verdict(
+            "test exact match", exact, "the most frequent answer", base, learned,
+            [] if learned else causes, [] if learned else tries,
+        )  # fmt: skip
 
     def source_tokens(self, ids: Tensor) -> list[str]:
         return list(decode(ids)[0])

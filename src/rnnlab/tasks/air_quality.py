@@ -24,7 +24,7 @@ from rnnlab.data.airquality import Scaler, persistence
 from rnnlab.errors import RnnlabError
 from rnnlab.nn import ManyToOne, ManyToOneConfig
 from rnnlab.schema import entry_error
-from rnnlab.tasks.base import Task
+from rnnlab.tasks.base import Task, Verdict
 from rnnlab.tasks.metrics import ArrayLike, regression
 from rnnlab.training.batches import Batch
 from rnnlab.training.config import TrainConfig
@@ -44,6 +44,8 @@ class AirQualityData:
     test_rows: int | None = None
     val_fraction: float = 0.1
     asinh_scale: float | None = None  # also feed each column as asinh(value / S): data.with_asinh
+    # Forecast the change from the window's last value (persistence plus a learned correction).
+    residual: bool = False
 
     def check(self) -> None:
         check_at_least("data", self, 1, "lag", "ahead", "train_rows", "test_rows")
@@ -120,8 +122,15 @@ class AirQuality(Task):
     def build_model(self) -> nn.Module:
         return ManyToOne(self.meta["features"], 1, self.cfg.model)
 
+    def forecast(self, model: nn.Module, batch: Batch) -> Tensor:
+        """Standardised forecasts (N,): the model's output; with ``data.residual``, added to the
+        window's last value of the forecast column, so the model learns the change and starts
+        where persistence is."""
+        out = model(batch["x"]).squeeze(-1)
+        return out + batch["x"][:, -1, 0] if self.cfg.data.residual else out
+
     def loss(self, model: nn.Module, batch: Batch, state: Any) -> tuple[Tensor, Any]:
-        return F.mse_loss(model(batch["x"]).squeeze(-1).float(), batch["y"]), None
+        return F.mse_loss(self.forecast(model, batch).float(), batch["y"]), None
 
     def check_meta(self, path: Path) -> None:
         scaler = self.meta["scaler"]
@@ -158,14 +167,15 @@ class AirQuality(Task):
                 raise RnnlabError(f"{name}: {len(values)} rows, expected at least data.lag={d.lag}")
             table = data.with_asinh(values, d.asinh_scale)
             x = data.windows(self._scaler().transform(table), d.lag).astype(np.float32)
-            forecast = self._raw(self.outputs(model, {"x": torch.from_numpy(x).to(self.device)}))
+            windows = {"x": torch.from_numpy(x).to(self.device)}
+            forecast = self._raw(self.outputs(model, windows, self.forecast))
             where = {"file": Path(name).name} if len(inputs) > 1 else {}
-            for last, value in enumerate(forecast[:, 0].tolist(), start=d.lag):
+            for last, value in enumerate(forecast.tolist(), start=d.lag):
                 rows.append(where | {"after row": last, "row": last + d.ahead, "forecast": value})
         return rows
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
-        pred = self.outputs(model, split).squeeze(-1)
+        pred = self.outputs(model, split, self.forecast)
         true = self.splits[split]["y"]
         scores = {f"{split}_{k}": v for k, v in regression(true, pred).items()}
         if split == "test":
@@ -180,12 +190,35 @@ class AirQuality(Task):
                 base = regression(t, p)
                 scores[f"persistence_mse{suffix}"] = base["mse"]
                 scores[f"persistence_r2{suffix}"] = base["r2"]
+            # How far the forecast's squared errors fall below persistence's, in standard errors.
+            gain = ((last - true) ** 2 - (pred - true) ** 2).double()
+            spread = float(gain.std()) / max(len(gain), 1) ** 0.5
+            scores["persistence_gain_z"] = float(gain.mean()) / spread if spread > 0 else 0.0
         return scores
+
+    def verdict(self, metrics: dict[str, Any]) -> Verdict | None:
+        """Test MSE against persistence (the last observed value as the forecast): learned where
+        its squared errors are lower by two standard errors (of the difference, hour by hour)."""
+        mse, base = metrics["test_mse"], metrics["persistence_mse"]
+        learned = mse < base and metrics["persistence_gain_z"] > 2.0
+        causes = [
+            "a window (data.lag) too short to see what comes next",
+            "too few epochs, or a learning rate too high or too low",
+            "a target that persistence already forecasts well: few hours ahead, a slow series",
+        ]
+        d = self.cfg.data
+        tries = [f"--set data.lag={2 * d.lag}", "--set train.epochs=60", "--set train.lr=3e-3"]
+        if not d.residual:
+            tries.append("--set data.residual=true (learn the change from the last value)")
+        return Verdict(
+            "test MSE", mse, "persistence", base, learned,
+            [] if learned else causes, [] if learned else tries,
+        )  # fmt: skip
 
     def report(self, run_dir: Path, model: nn.Module) -> dict[str, Any]:
         window = slice(0, 24 * 14)  # two weeks of test hours
         split = self.splits["test"]
-        pred = self.outputs(model, "test").squeeze(-1)
+        pred = self.outputs(model, "test", self.forecast)
         d = self.cfg.data
         # A CSV's rows need not be hours: its plot says steps, the file's name for the site's.
         title, xlabel = f"{d.site}: first two test weeks", "test step (hours)"

@@ -8,6 +8,7 @@ A task is a story in four steps (data -> model -> training -> what it learned). 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -22,6 +23,32 @@ from rnnlab.training.callbacks import Callback
 from rnnlab.training.config import TrainConfig
 
 Split = dict[str, Tensor]
+
+
+@dataclass
+class Verdict:
+    """Whether a run learned: its test score set against the trivial baseline the run computes
+    (the majority class, persistence, character frequencies), and, where it did not, the likely
+    causes and the options to try."""
+
+    metric: str
+    score: float
+    baseline: str
+    baseline_score: float
+    learned: bool
+    causes: list[str] = field(default_factory=list)
+    tries: list[str] = field(default_factory=list)
+
+    def message(self) -> str:
+        """The one line a run ends with when it did not learn."""
+        return (
+            f"did not learn: {self.metric} {self.score:.4g} is not clearly better than "
+            f"{self.baseline}'s {self.baseline_score:.4g}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """``metrics.json``'s ``not_learned`` entry."""
+        return {"message": self.message(), "causes": self.causes, "try": self.tries}
 
 
 class Task:
@@ -95,6 +122,16 @@ class Task:
     def report(self, run_dir: Path, model: nn.Module) -> dict[str, Any]:
         """Task-specific files (plots, report.json) after training; returns extra metrics."""
         return {}
+
+    def refit_epochs(self, best_epoch: int) -> int:
+        """After training: for how many epochs a fresh model trains again on the training and
+        validation examples together (0: not at all; the best epoch's model is kept)."""
+        return 0
+
+    def verdict(self, metrics: dict[str, Any]) -> Verdict | None:
+        """Whether the test ``metrics`` are clearly better than the task's trivial baseline
+        (None: the task computes none)."""
+        return None
 
     def check_meta(self, path: Path) -> None:
         """Checks of a loaded ``meta`` (read from ``path``) that its types cannot express: a

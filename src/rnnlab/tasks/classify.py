@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +16,8 @@ from rnnlab import plots
 from rnnlab.config import check_probability
 from rnnlab.files import write_json
 from rnnlab.nn import ManyToOneConfig
-from rnnlab.tasks.base import Task
-from rnnlab.tasks.metrics import classification, majority_baseline
+from rnnlab.tasks.base import Task, Verdict
+from rnnlab.tasks.metrics import classification, clearly_above, majority_baseline
 from rnnlab.training import distillation
 from rnnlab.training.batches import Batch
 from rnnlab.training.distillation import DistillationConfig
@@ -78,6 +78,28 @@ class Classifier(Task):
         scores, _ = classification(y, logits.argmax(-1), self.meta["classes"])
         scores["loss"] = float(F.cross_entropy(logits.float(), y))
         return {f"{split}_{k}": v for k, v in scores.items()}
+
+    # What to say when a classifier did not learn (a task adds its own).
+    causes: ClassVar[tuple[str, ...]] = (
+        "a learning rate too high (the loss jumps) or too low (it barely moves)",
+        "too few epochs for the data, or a model too large for so few examples",
+        "inputs on scales far apart (normalise them)",
+    )
+    tries: ClassVar[tuple[str, ...]] = (
+        "--set train.lr=1e-3 (or 1e-2)",
+        "--set train.epochs=N with a larger N",
+        "--set model.hidden=32",
+    )
+
+    def verdict(self, metrics: dict[str, Any]) -> Verdict | None:
+        """Test accuracy against always answering the most frequent training class."""
+        accuracy, majority = metrics["test_accuracy"], metrics["majority_accuracy"]
+        n = len(self.splits["test"]["y"])
+        learned = clearly_above(accuracy, majority, n)
+        return Verdict(
+            "test accuracy", accuracy, "the majority class", majority, learned,
+            [] if learned else list(self.causes), [] if learned else list(self.tries),
+        )  # fmt: skip
 
     def answers(self, model: nn.Module, inputs: Batch) -> list[dict[str, Any]]:
         """New inputs -> per example the likeliest class and every class's probability."""

@@ -79,3 +79,11 @@ def majority_baseline(y_train: ArrayLike, y_test: ArrayLike) -> float:
     """Accuracy of always predicting the most frequent training class."""
     counts = np.bincount(_np(y_train).astype(np.int64))
     return float(np.mean(_np(y_test) == counts.argmax()))
+
+
+def clearly_above(rate: float, baseline: float, n: int) -> bool:
+    """Whether a success rate (accuracy, exact match) measured on ``n`` examples is clearly above
+    ``baseline``'s: by at least a point, and by two standard errors of a rate at the baseline
+    (a binomial test at about 2.5 % one-sided), so chance on a small test set does not count."""
+    spread = math.sqrt(max(baseline * (1.0 - baseline), 1e-12) / max(n, 1))
+    return rate - baseline > max(0.01, 2.0 * spread)

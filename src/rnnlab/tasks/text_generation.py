@@ -34,7 +34,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.files import write_text
 from rnnlab.nn import CharLM, CharLMConfig
 from rnnlab.schema import Mismatch, entry_error
-from rnnlab.tasks.base import Task
+from rnnlab.tasks.base import Task, Verdict
 from rnnlab.tasks.metrics import bits_per_char
 from rnnlab.tasks.sampling import Sample, generate
 from rnnlab.training.batches import Batch, Batches, StreamBatches
@@ -192,6 +192,18 @@ class TextGeneration(Task):
     def report(self, run_dir: Path, model: nn.Module) -> dict[str, Any]:
         # metrics.json carries the monitored val_bpc too (at the best epoch), beside test_bpc.
         return {**self.evaluate(model, "val"), "unigram_bpc": self.unigram_bpc}
+
+    def verdict(self, metrics: dict[str, Any]) -> Verdict | None:
+        """Bits per character against the characters' frequencies alone: learned where the
+        model saves at least a twentieth of a bit a character."""
+        bpc, base = metrics["test_bpc"], metrics["unigram_bpc"]
+        learned = bpc < base - 0.05
+        causes = ["too few epochs for the text", "a learning rate too high or too low"]
+        tries = ["--set train.epochs=N with a larger N", "--set train.lr=3e-3"]
+        return Verdict(
+            "test bits per character", bpc, "the characters' frequencies", base, learned,
+            [] if learned else causes, [] if learned else tries,
+        )  # fmt: skip
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         """A character model continues text rather than answering inputs: say which command does."""

@@ -36,35 +36,46 @@ class TensorBatches:
     """Mini-batches taken by index from tensors held in memory (no per-item collation).
 
     Every tensor shares its first dimension. The order of each epoch comes from ``seed + epoch``,
-    so a run is reproducible and an epoch can be replayed on resume.
+    so a run is reproducible and an epoch can be replayed on resume. With ``passes`` > 1 an epoch
+    goes through the data that many times, each in its own order: a small dataset's epochs stay
+    long enough that validating and saving after each costs little beside them.
     """
 
     stateful = False
 
     def __init__(
-        self, tensors: dict[str, Tensor], batch_size: int, shuffle: bool = True, seed: int = 0
+        self,
+        tensors: dict[str, Tensor],
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        passes: int = 1,
     ) -> None:
         sizes = {name: t.shape[0] for name, t in tensors.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"tensors must share their first dimension, got {sizes}")
         self.tensors, self.batch_size, self.shuffle, self.seed = tensors, batch_size, shuffle, seed
+        self.passes = passes
         self.size = next(iter(sizes.values()))
 
     def __len__(self) -> int:
-        return math.ceil(self.size / self.batch_size)
+        return math.ceil(self.size / self.batch_size) * self.passes
 
     def to(self, device: torch.device) -> TensorBatches:
         moved = {name: t.to(device) for name, t in self.tensors.items()}
-        return TensorBatches(moved, self.batch_size, self.shuffle, self.seed)
+        return TensorBatches(moved, self.batch_size, self.shuffle, self.seed, self.passes)
 
     def epoch(self, epoch: int = 0) -> Iterator[Batch]:
         order = None
         if self.shuffle:
-            order = torch.randperm(
-                self.size, generator=torch.Generator().manual_seed(self.seed + epoch)
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            order = torch.cat(
+                [torch.randperm(self.size, generator=generator) for _ in range(self.passes)]
             )
+        elif self.passes > 1:
+            order = torch.arange(self.size).repeat(self.passes)
         sizes = [min(self.batch_size, self.size - s) for s in range(0, self.size, self.batch_size)]
-        return self._views(order, sizes)
+        return self._views(order, sizes * self.passes)
 
     def _views(self, order: Tensor | None, sizes: list[int]) -> Iterator[Batch]:
         """The examples in ``order`` (None: as stored), cut into batches of ``sizes``.

@@ -124,8 +124,9 @@ class EpochEnd(Callback):
 
 
 class BestEpoch(Callback):
-    """Keep the weights of the best epoch on ``train.monitor`` and restore them when training
-    ends; stop after ``train.patience`` epochs without improvement (if set)."""
+    """Keep the weights of the best epoch on ``train.monitor`` (a tie to the earlier or the later
+    epoch, ``train.ties``) and restore them when training ends; stop after ``train.patience``
+    epochs without improvement (if set)."""
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, float]) -> None:
         s, cfg = trainer.state, trainer.cfg
@@ -135,10 +136,11 @@ class BestEpoch(Callback):
                 f"config key train.monitor={cfg.monitor!r} is not a validation metric of this "
                 f"task (one of {', '.join(metrics)})"
             )
-        value = row[cfg.monitor]
-        better = (
-            value < s["best_value"] if lower_is_better(cfg.monitor) else value > s["best_value"]
-        )
+        value, best = row[cfg.monitor], s["best_value"]
+        if cfg.ties == "later" and value == best:
+            better = True  # a tie goes to the later epoch, trained longer
+        else:
+            better = value < best if lower_is_better(cfg.monitor) else value > best
         if better:
             s["best_value"], s["best_epoch"], s["waited"] = value, epoch, 0
             trainer.best = copy.deepcopy(trainer.model.state_dict())

@@ -26,6 +26,9 @@ class TrainConfig:
     seed: int = 0
     patience: int | None = None
     monitor: str = "val_loss"
+    # Which epoch is the best when the monitored metric ties (an accuracy on few validation
+    # examples often does): the earlier, or the later one, trained longer.
+    ties: Literal["earlier", "later"] = "earlier"
     eval_batch_size: int = 4096
     threads: int | None = None
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"  # auto: see training.device

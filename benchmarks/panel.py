@@ -1,0 +1,148 @@
+"""The UCR panel: rnnlab's settings for a user's own series against the majority class and a peer.
+
+    python benchmarks/panel.py --data-dir ../shared/data/ucr-panel               # defaults, 3 seeds
+    python benchmarks/panel.py --seeds 5 --json panel.json                        # and keep the figures
+    python benchmarks/panel.py --variant "lstm:model.cell='lstm'" --no-peer       # a variant beside them
+    python benchmarks/panel.py --lab                                              # the lab's config too
+    python benchmarks/panel.py --datasets CBF,Computers --seeds 1
+
+For every dataset of the panel (``NAME_TRAIN.tsv`` / ``NAME_TEST.tsv`` in ``--data-dir``) it trains
+``rnnlab run series-classification`` with its defaults (and each ``--variant NAME:K=V,K=V``) for
+several seeds, and scores on the same test split, in the same process: the majority class (the
+training set's most frequent class); with ``--lab``, ``rnnlab run electric-devices`` at the lab's
+settings on the dataset's files; and MiniRocket (Dempster et al. 2021), what a time-series
+practitioner reaches for first, from aeon (``pip install 'rnnlab[peers]'``; ``--no-peer`` skips it).
+Wall times are each model's fit and test. The table prints mean ± std of test accuracy over the
+seeds; ``--json`` keeps every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rnnlab.data.ucr import read_ucr
+from rnnlab.runs.pipeline import run
+from rnnlab.tasks import get_task
+
+PANEL = (
+    "CBF",
+    "ECG200",
+    "ECGFiveDays",
+    "Computers",
+    "DistalPhalanxOutlineCorrect",
+    "FreezerRegularTrain",
+    "FiftyWords",
+    "CricketX",
+)
+
+
+def rnnlab_run(task: str, sets: list[str], seed: int) -> dict:
+    """One rnnlab run in this process: its test accuracy and the wall of fit and test."""
+    cls = get_task(task)
+    cfg = cls.config(None, [*sets, f"train.seed={seed}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        out = run(cls, cfg, Path(tmp) / "run", "cpu", quiet=True)
+        wall = time.perf_counter() - started
+        metrics = json.loads((out / "metrics.json").read_text())
+    return {
+        "seed": seed,
+        "accuracy": metrics["test_accuracy"],
+        "majority": metrics["majority_accuracy"],
+        "epochs": metrics["epochs"],
+        "best_epoch": metrics["best_epoch"],
+        "wall": round(wall, 2),
+    }
+
+
+def minirocket(train: Path, test: Path, seed: int) -> dict:
+    """MiniRocket's test accuracy on the same files, and the wall of its fit and test."""
+    from aeon.classification.convolution_based import MiniRocketClassifier
+
+    y_train, x_train = read_ucr(train)
+    y_test, x_test = read_ucr(test)
+    started = time.perf_counter()
+    model = MiniRocketClassifier(random_state=seed)
+    model.fit(x_train[:, None, :], y_train)
+    accuracy = float(np.mean(model.predict(x_test[:, None, :]) == y_test))
+    return {"seed": seed, "accuracy": accuracy, "wall": round(time.perf_counter() - started, 2)}
+
+
+def summary(runs: list[dict]) -> str:
+    acc = [r["accuracy"] for r in runs]
+    spread = statistics.stdev(acc) if len(acc) > 1 else 0.0
+    wall = statistics.mean(r["wall"] for r in runs)
+    return f"{statistics.mean(acc):.3f} ± {spread:.3f} ({wall:.0f} s)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data/ucr-panel"))
+    parser.add_argument("--datasets", default=",".join(PANEL))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--variant", action="append", default=[], help="NAME:K=V,K=V")
+    parser.add_argument("--no-defaults", action="store_true", help="only the variants")
+    parser.add_argument("--lab", action="store_true", help="also the lab's ElectricDevices config")
+    parser.add_argument("--no-peer", action="store_true", help="skip MiniRocket")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    models: dict[str, tuple[str, list[str]]] = {}
+    if not args.no_defaults:
+        models["rnnlab"] = ("series-classification", [])
+    for spec in args.variant:
+        name, _, sets = spec.partition(":")
+        models[name] = ("series-classification", [s for s in sets.split(",") if s])
+    if args.lab:
+        models["lab config"] = ("electric-devices", [])
+    if not args.no_peer:
+        try:
+            import aeon  # noqa: F401
+        except ImportError:
+            sys.exit("error: MiniRocket needs aeon: pip install 'rnnlab[peers]' (or --no-peer)")
+    results: dict[str, dict] = {}
+    names = [*models, *([] if args.no_peer else ["MiniRocket"])]
+    print(f"{'dataset':<28}{'majority':>9}  " + "  ".join(f"{n:>24}" for n in names), flush=True)
+    for dataset in args.datasets.split(","):
+        train = args.data_dir / f"{dataset}_TRAIN.tsv"
+        test = args.data_dir / f"{dataset}_TEST.tsv"
+        files = [f"data.train='{train}'", f"data.test='{test}'"]
+        found: dict[str, list[dict]] = {}
+        for name, (task, sets) in models.items():
+            found[name] = [rnnlab_run(task, files + sets, s) for s in range(args.seeds)]
+        if not args.no_peer:
+            found["MiniRocket"] = [minirocket(train, test, s) for s in range(args.seeds)]
+        majority = next(iter(found.values()))[0].get("majority")
+        if majority is None:
+            y_train, _ = read_ucr(train)
+            y_test, _ = read_ucr(test)
+            values, counts = np.unique(y_train, return_counts=True)
+            majority = float(np.mean(y_test == values[counts.argmax()]))
+        results[dataset] = {"majority": majority, "models": found}
+        cells = "  ".join(f"{summary(found[n]):>24}" for n in names)
+        print(f"{dataset:<28}{majority:>9.3f}  {cells}", flush=True)
+    means = {
+        n: statistics.mean(
+            statistics.mean(r["accuracy"] for r in results[d]["models"][n]) for d in results
+        )
+        for n in names
+    }
+    majority_mean = statistics.mean(r["majority"] for r in results.values())
+    print(f"{'mean':<28}{majority_mean:>9.3f}  " + "  ".join(f"{means[n]:>24.3f}" for n in names))
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps({"seeds": args.seeds, "results": results, "means": means}, indent=1) + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
