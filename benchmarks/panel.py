@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnlab.data.ucr import read_ucr
+from rnnlab.files import write_json
 from rnnlab.runs.pipeline import run
 from rnnlab.tasks import get_task
 
@@ -94,8 +95,12 @@ def main() -> None:
     parser.add_argument("--no-defaults", action="store_true", help="only the variants")
     parser.add_argument("--lab", action="store_true", help="also the lab's ElectricDevices config")
     parser.add_argument("--no-peer", action="store_true", help="skip MiniRocket")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="keep every run's figures here")
+    parser.add_argument("--table", type=Path, default=None, help="print a --json file's table")
     args = parser.parse_args()
+    if args.table is not None:
+        table(args.table)
+        return
     models: dict[str, tuple[str, list[str]]] = {}
     if not args.no_defaults:
         models["rnnlab"] = ("series-classification", [])
@@ -111,7 +116,7 @@ def main() -> None:
             sys.exit("error: MiniRocket needs aeon: pip install 'rnnlab[peers]' (or --no-peer)")
     results: dict[str, dict] = {}
     names = [*models, *([] if args.no_peer else ["MiniRocket"])]
-    print(f"{'dataset':<28}{'majority':>9}  " + "  ".join(f"{n:>24}" for n in names), flush=True)
+    print(header(names), flush=True)
     for dataset in args.datasets.split(","):
         train = args.data_dir / f"{dataset}_TRAIN.tsv"
         test = args.data_dir / f"{dataset}_TEST.tsv"
@@ -121,27 +126,54 @@ def main() -> None:
             found[name] = [rnnlab_run(task, files + sets, s) for s in range(args.seeds)]
         if not args.no_peer:
             found["MiniRocket"] = [minirocket(train, test, s) for s in range(args.seeds)]
-        majority = next(iter(found.values()))[0].get("majority")
-        if majority is None:
-            y_train, _ = read_ucr(train)
-            y_test, _ = read_ucr(test)
-            values, counts = np.unique(y_train, return_counts=True)
-            majority = float(np.mean(y_test == values[counts.argmax()]))
-        results[dataset] = {"majority": majority, "models": found}
-        cells = "  ".join(f"{summary(found[n]):>24}" for n in names)
-        print(f"{dataset:<28}{majority:>9.3f}  {cells}", flush=True)
-    means = {
-        n: statistics.mean(
+        results[dataset] = {"majority": majority(train, test), "models": found}
+        print(row(dataset, results[dataset], names), flush=True)
+    print(footer(results, names))
+    if args.json is not None:
+        write_json(args.json, {"seeds": args.seeds, "results": results})
+
+
+def majority(train: Path, test: Path) -> float:
+    """Test accuracy of always answering the training set's most frequent class."""
+    y_train, _ = read_ucr(train)
+    y_test, _ = read_ucr(test)
+    values, counts = np.unique(y_train, return_counts=True)
+    return float(np.mean(y_test == values[counts.argmax()]))
+
+
+def header(names: list[str]) -> str:
+    return "\n".join(
+        [
+            "| dataset | majority | " + " | ".join(names) + " |",
+            "|---|---:|" + "---:|" * len(names),
+        ]
+    )
+
+
+def row(dataset: str, result: dict, names: list[str]) -> str:
+    cells = " | ".join(summary(result["models"][n]) for n in names)
+    return f"| {dataset} | {result['majority']:.3f} | {cells} |"
+
+
+def footer(results: dict, names: list[str]) -> str:
+    means = [
+        statistics.mean(
             statistics.mean(r["accuracy"] for r in results[d]["models"][n]) for d in results
         )
         for n in names
-    }
+    ]
     majority_mean = statistics.mean(r["majority"] for r in results.values())
-    print(f"{'mean':<28}{majority_mean:>9.3f}  " + "  ".join(f"{means[n]:>24.3f}" for n in names))
-    if args.json is not None:
-        args.json.write_text(
-            json.dumps({"seeds": args.seeds, "results": results, "means": means}, indent=1) + "\n"
-        )
+    return f"| mean | {majority_mean:.3f} | " + " | ".join(f"{m:.3f}" for m in means) + " |"
+
+
+def table(path: Path) -> None:
+    """The table of a saved ``--json`` file, printed again without training."""
+    results = json.loads(path.read_text())["results"]
+    names = list(next(iter(results.values()))["models"])
+    print(header(names))
+    for dataset, result in results.items():
+        print(row(dataset, result, names))
+    print(footer(results, names))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0"
 
 _MODULES = {
+    "rnnlab.api": ["Run", "Study", "compare", "configure", "load", "resume", "train"],
     "rnnlab.nn": ["GRUCell", "LSTMCell", "RNNCell", "Recurrent", "RecurrentConfig"],
 }
 __getattr__, __dir__ = exports(__name__, _MODULES)

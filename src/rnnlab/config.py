@@ -140,8 +140,15 @@ def _section(name: str, cls: type, values: dict[str, Any], source: str) -> Any:
     return section
 
 
-def parse_override(text: str) -> tuple[str, str, Any]:
+Override = str | tuple[str, str, Any]
+"""One setting over a config: ``"train.epochs=5"`` (``--set``, the value read as TOML) or
+``("train", "epochs", 5)`` (from Python: any value, ``None`` included)."""
+
+
+def parse_override(text: Override) -> tuple[str, str, Any]:
     """``"train.epochs=5"`` -> ``("train", "epochs", 5)``; the value is read as TOML, else a string."""
+    if not isinstance(text, str):
+        return text
     key, sep, raw = text.partition("=")
     section, dot, name = key.strip().partition(".")
     if not sep or not dot or not name or section not in ("data", "model", "train"):
@@ -153,6 +160,15 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     except tomllib.TOMLDecodeError:
         value = raw.strip()
     return section, name, value
+
+
+def override_text(override: Override) -> str:
+    """An override as ``--set`` writes it (``None``, which TOML cannot write, as ``null``)."""
+    if isinstance(override, str):
+        return override
+    section, key, value = override
+    shown = "null" if value is None else tomli_w.dumps({"v": value}).partition("=")[2].strip()
+    return f"{section}.{key}={' '.join(shown.split())}"
 
 
 CONFIG_LIMIT = 1 << 20  # bytes: a config is a page of settings, never megabytes
@@ -181,7 +197,7 @@ def load_config(
     task: str,
     sections: dict[str, type],
     path: Path | None = None,
-    overrides: typing.Sequence[str] = (),
+    overrides: typing.Sequence[Override] = (),
 ) -> Config:
     """Build a task's :class:`Config`: the task's packaged TOML, then ``path``, then ``overrides``.
 

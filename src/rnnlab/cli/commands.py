@@ -135,22 +135,16 @@ def run(
 
     Ctrl-C (or SIGTERM) saves a checkpoint; `--resume RUN_DIR` continues from it.
     """
-    from rnnlab.runs.pipeline import run as run_task
+    from rnnlab import api
     from rnnlab.tasks import get_task
-    from rnnlab.training import checkpoint
-    from rnnlab.training.callbacks import TensorBoard
     from rnnlab.training.device import resolve_device
     from rnnlab.training.distributed import is_main_process, relaunch
 
     task_cls = get_task(task)
     if resume is not None:
         _alone_with_resume("run", {"--config": config, "--set": set_})
-        if not resume.is_dir():
-            what = "no such folder" if not resume.exists() else "a file, not a folder"
-            raise RnnlabError(
-                f"--resume {resume}: {what}; expected the folder of a run that `rnnlab run` wrote"
-            )
-        if (resume / "metrics.json").exists():
+        resumed = api.resumable(resume)
+        if resumed is None:
             err.print(
                 f"{resume}: finished already (metrics.json); nothing to resume. "
                 f"`rnnlab eval {resume}` recomputes its test metrics",
@@ -160,31 +154,24 @@ def run(
             )
             out.print(f"run directory: {resume}")
             return
-        if not checkpoint.exists(resume / "last"):
+        if resumed.task != task:
             raise RnnlabError(
-                f"--resume {resume}: no checkpoint in {resume / 'last'} (a run saves one after "
-                f"its first epoch; one stopped before has nothing to resume: remove {resume})"
+                f"{resume / 'config.toml'}: is a config for task {resumed.task!r}, not {task!r}"
             )
-        config, out_dir = resume / "config.toml", resume
-    cfg = task_cls.config(config, set_)  # with --procs, a bad config fails here, once
+    else:
+        cfg = task_cls.config(config, set_)  # with --procs, a bad config fails here, once
     if procs != 1:
         relaunch(procs, str(resolve_device(device)))
         return
-    extra: tuple[TensorBoard, ...] = ()
-    if tensorboard:
-        target = out_dir or Path("runs") / task
-        extra = (TensorBoard(str(target / "tensorboard")),)
-    run_dir = run_task(
-        task_cls,
-        cfg,
-        out_dir,
-        device,
-        quiet,
-        data_dir,
-        extra,
-        Console(stderr=True, quiet=quiet),
-        resume=resume is not None,
-    )
+    if resume is not None:
+        run_dir = api.resume(
+            resume, device=device, quiet=quiet, data_dir=data_dir, tensorboard=tensorboard
+        ).path
+    else:
+        trained = api.fit(
+            cfg, out_dir, device=device, quiet=quiet, data_dir=data_dir, tensorboard=tensorboard
+        )
+        run_dir = trained.path
     if not is_main_process():  # under torchrun, rank 0 reports
         return
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -272,11 +259,10 @@ def predict(
     ),
 ) -> None:
     """Answer new inputs with a trained model: one table row per answer."""
+    from rnnlab import api
     from rnnlab.files import write_csv
-    from rnnlab.runs.restore import restore, task_of
 
-    task, model = restore(task_of(run_dir), run_dir, device)
-    rows = task.predict(model, inputs)
+    rows = api.load(run_dir, device).predict(inputs)
     if csv_out is not None:
         write_csv(csv_out, rows)
         out.print(f"{len(rows)} answers written to {csv_out}")
@@ -444,7 +430,6 @@ def diagnose_gradients(
     MSE reached, the largest gradient norms), gradient_curves.csv and gradients.png. With rnn,
     also a vanilla RNN of spectral radius 2 trained by SGD with and without clipping.
     """
-    import torch
 
     from rnnlab.runs.compare import parse_cells
     from rnnlab.runs.diagnose import gradient_study
@@ -457,8 +442,6 @@ def diagnose_gradients(
     chosen = parse_cells(cells)
     folder = new_run_dir("diagnose/gradients", out_dir)
     progress = progress_bars(err, info=None, disable=quiet)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
     try:
         with progress:
             bar = progress.add_task("", total=None)
@@ -466,13 +449,13 @@ def diagnose_gradients(
             def follow(model: str, done: int, total: int) -> None:
                 progress.update(bar, description=model, completed=done, total=total)
 
-            rows = gradient_study(chosen, folder, length, hidden, steps, seed, init, follow)
+            rows = gradient_study(
+                chosen, folder, length, hidden, steps, seed, init, follow, threads
+            )
     except RnnlabError:
         with contextlib.suppress(OSError):  # a bad option: no empty output directory left behind
             folder.rmdir()
         raise
-    finally:
-        torch.set_num_threads(old_threads)
     table = Table(
         title=f"adding problem, T = {length}; ratio = ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖; "
         f"the mean's MSE {rows[0]['baseline_mse']:.3f}",

@@ -17,6 +17,7 @@ _MODULES = {
         "with_asinh",
     ],
     "rnnlab.data.registry": ["DATASETS", "data_dir", "fetch"],
+    "rnnlab.data.labelled": ["LabelledSeries", "read_labelled"],
     "rnnlab.data.text": [
         "CharVocab",
         "Corpus",

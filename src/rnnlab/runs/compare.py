@@ -28,7 +28,7 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from rnnlab import plots
-from rnnlab.config import Config
+from rnnlab.config import Config, Override, override_text
 from rnnlab.display import progress_bars
 from rnnlab.errors import RnnlabError
 from rnnlab.files import read_json, write_csv, write_json, write_text
@@ -219,7 +219,7 @@ def compare(
     task_name: str,
     cells: Sequence[str],
     seeds: int,
-    overrides: Sequence[str] = (),
+    overrides: Sequence[Override] = (),
     config: Path | None = None,
     out: Path | None = None,
     device: str = "auto",
@@ -256,7 +256,7 @@ def compare(
     command = " ".join(
         [f"rnnlab compare {task_name} --cells {','.join(cells)} --seeds {seeds}"]
         + ([f"--config {config}"] if config else [])
-        + [f"--set {s}" for s in overrides]
+        + [f"--set {override_text(s)}" for s in overrides]
         + ([f"--procs {world.size}"] if world.size > 1 else [])
     )
     study: dict[str, Any] = {"command": "compare", "task": task_name, "cells": list(cells)}

@@ -271,8 +271,12 @@ def gradient_study(
     seed: int = 0,
     init: str = "keras",
     on_progress: Callable[[str, int, int], None] | None = None,
+    threads: int = 1,
 ) -> list[dict[str, Any]]:
     """Measure gradient flow for every model of :func:`studies`; write the files; return the rows.
+
+    ``threads``: torch's CPU threads meanwhile (batches of 64 small sequences: one is fastest,
+    and more only wait on each other when the machine is busy).
 
     Every model trains ``steps`` steps of batch 64 (Adam 0.01; the exploding pair SGD 0.01 with
     momentum 0.9) on the same data from the same seed. Writes ``gradients.csv`` (one row per
@@ -280,8 +284,28 @@ def gradient_study(
     training, the gradient norm of every training step) and ``gradients.png``.
     ``on_progress(model, epochs_done, epochs_total)`` follows the training.
     """
-    if steps < 1 or hidden < 1:
-        raise RnnlabError(f"--steps and --hidden must be >= 1, got {steps} and {hidden}")
+    if steps < 1 or hidden < 1 or threads < 1:
+        raise RnnlabError(
+            f"--steps, --hidden and --threads must be >= 1, got {steps}, {hidden} and {threads}"
+        )
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _gradient_study(cells, out, length, hidden, steps, seed, init, on_progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _gradient_study(
+    cells: Sequence[str],
+    out: Path,
+    length: int,
+    hidden: int,
+    steps: int,
+    seed: int,
+    init: str,
+    on_progress: Callable[[str, int, int], None] | None,
+) -> list[dict[str, Any]]:
     epochs = min(EVALUATIONS, steps)
     test = adding_problem(1024, length, seed + 2)
     data = {

@@ -154,25 +154,42 @@ class AirQuality(Task):
         CSV: its ``data.columns``; on the London archive: the site's, then each neighbour's): for
         every ``lag`` rows in a row, the forecast ``ahead`` rows after the last, in the series' units.
         The last row of each file's answer is the forecast beyond its end."""
-        d, columns = self.cfg.data, self.meta["columns"]
+        d = self.cfg.data
         rows = []
         for name in inputs:
             values, _ = data.read_series(name, d.columns if d.path else None)
-            if values.shape[1] != len(columns):
-                raise RnnlabError(
-                    f"{name}: {values.shape[1]} columns, expected {len(columns)}: "
-                    f"{', '.join(columns)}"
-                )
-            if len(values) < d.lag:
-                raise RnnlabError(f"{name}: {len(values)} rows, expected at least data.lag={d.lag}")
-            table = data.with_asinh(values, d.asinh_scale)
-            x = data.windows(self._scaler().transform(table), d.lag).astype(np.float32)
-            windows = {"x": torch.from_numpy(x).to(self.device)}
-            forecast = self._raw(self.outputs(model, windows, self.forecast))
             where = {"file": Path(name).name} if len(inputs) > 1 else {}
-            for last, value in enumerate(forecast.tolist(), start=d.lag):
-                rows.append(where | {"after row": last, "row": last + d.ahead, "forecast": value})
+            rows += [where | row for row in self._forecasts(model, values, name)]
         return rows
+
+    def predict_array(self, model: nn.Module, array: np.ndarray) -> list[dict[str, Any]]:
+        """Consecutive readings as an array of shape (rows,) or (rows, columns), the columns the
+        model reads: the forecasts, as :meth:`predict` gives them for a CSV."""
+        values = np.asarray(array, dtype=np.float64)
+        if values.ndim == 1:
+            values = values[:, None]
+        if values.ndim != 2:
+            raise RnnlabError(
+                f"an array of shape {values.shape}: expected (rows, columns) readings"
+            )
+        return self._forecasts(model, values, "the array")
+
+    def _forecasts(self, model: nn.Module, values: np.ndarray, source: str) -> list[dict[str, Any]]:
+        d, columns = self.cfg.data, self.meta["columns"]
+        if values.shape[1] != len(columns):
+            raise RnnlabError(
+                f"{source}: {values.shape[1]} columns, expected {len(columns)}: {', '.join(columns)}"
+            )
+        if len(values) < d.lag:
+            raise RnnlabError(f"{source}: {len(values)} rows, expected at least data.lag={d.lag}")
+        table = data.with_asinh(values, d.asinh_scale)
+        x = data.windows(self._scaler().transform(table), d.lag).astype(np.float32)
+        windows = {"x": torch.from_numpy(x).to(self.device)}
+        forecast = self._raw(self.outputs(model, windows, self.forecast))
+        return [
+            {"after row": last, "row": last + d.ahead, "forecast": value}
+            for last, value in enumerate(forecast.tolist(), start=d.lag)
+        ]
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         pred = self.outputs(model, split, self.forecast)

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnlab.config import Config, load_config
+from rnnlab.config import Config, Override, load_config
 from rnnlab.errors import RnnlabError
 from rnnlab.nn import RecurrentConfig
 from rnnlab.training.batches import Batch, Batches, TensorBatches
@@ -77,7 +78,7 @@ class Task:
         self.device = torch.device("cpu")
 
     @classmethod
-    def config(cls, path: Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    def config(cls, path: Path | None = None, overrides: Sequence[Override] = ()) -> Config:
         """The task's configuration: packaged defaults, then ``path``, then ``--set`` overrides."""
         sections = {"data": cls.Data, "model": cls.Model, "train": cls.Train}
         return load_config(cls.name, sections, path, overrides)
@@ -122,6 +123,12 @@ class Task:
     def report(self, run_dir: Path, model: nn.Module) -> dict[str, Any]:
         """Task-specific files (plots, report.json) after training; returns extra metrics."""
         return {}
+
+    def predict_array(self, model: nn.Module, array: np.ndarray) -> list[dict[str, Any]]:
+        """Answers to inputs given as an array (series or readings) rather than files."""
+        raise RnnlabError(
+            f"task {self.name!r} answers texts or questions, not arrays: give a list of strings"
+        )
 
     def refit_epochs(self, best_epoch: int) -> int:
         """After training: for how many epochs a fresh model trains again on the training and

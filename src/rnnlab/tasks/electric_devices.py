@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -84,23 +85,35 @@ class ElectricDevices(Classifier):
         """Each input a file of series in the UCR format (its label column may hold any integer
         where the class is unknown): one row per series, the file's label (``given``), the
         predicted class and every class's probability; the file's name too when there are several."""
-        d = self.cfg.data
         rows = []
         for name in inputs:
             where = {"file": Path(name).name} if len(inputs) > 1 else {}
             given, series = data.read_ucr(name)
-            length = self.meta.get("length")  # an optional entry of model.json (UCRMeta)
-            if length is not None and series.shape[1] != length:
-                raise RnnlabError(
-                    f"{name}: series of {series.shape[1]} readings, expected {length} like "
-                    "the series the model learned from"
-                )
-            x = data.series_features(series, d.znorm, d.differences, d.sorted_levels)
-            x = torch.from_numpy(x)
-            answers = self.answers(model, {"x": x.to(self.device)})
+            answers = self._classify(model, series, name)
             for row, (label, answer) in enumerate(zip(given.tolist(), answers, strict=True), 1):
                 rows.append(where | {"row": row, "given": label} | answer)
         return rows
+
+    def predict_array(self, model: nn.Module, array: np.ndarray) -> list[dict[str, Any]]:
+        """Series as an array of shape (series, steps): the predicted class of each."""
+        series = np.asarray(array, dtype=np.float64)
+        if series.ndim != 2:
+            raise RnnlabError(
+                f"an array of shape {series.shape}: expected (series, steps) readings"
+            )
+        answers = self._classify(model, series, "the array")
+        return [{"row": row} | answer for row, answer in enumerate(answers, 1)]
+
+    def _classify(self, model: nn.Module, series: np.ndarray, source: str) -> list[dict[str, Any]]:
+        d = self.cfg.data
+        length = self.meta.get("length")  # an optional entry of model.json (UCRMeta)
+        if length is not None and series.shape[1] != length:
+            raise RnnlabError(
+                f"{source}: series of {series.shape[1]} readings, expected {length} like "
+                "the series the model learned from"
+            )
+        x = data.series_features(series, d.znorm, d.differences, d.sorted_levels)
+        return self.answers(model, {"x": torch.from_numpy(x).to(self.device)})
 
     def build_model(self) -> nn.Module:
         return ManyToOne(self.meta["features"], len(self.meta["classes"]), self.cfg.model)

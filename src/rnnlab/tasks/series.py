@@ -159,6 +159,18 @@ class SeriesClassification(Classifier):
     Train = SeriesTrain
     Meta = SeriesMeta
 
+    causes = (
+        "labels the series do not determine: the wrong label column, or shuffled rows",
+        "too few training series a class to tell the classes apart",
+        "a difference finer than the front-end's stride on long series",
+    )
+    tries = (
+        "--set data.label=N (the label's column: 0 the first, -1 the last, or its header name)",
+        "--set train.steps=3000",
+        "--set model.max_steps=300 (a finer stride on long series)",
+        "--set model.cell='lstm'",
+    )
+
     def __init__(self, cfg: Config, data_dir: Path | None = None) -> None:
         super().__init__(cfg, data_dir)
         self.notes: list[str] = []  # what reading the files did that the user should know
@@ -257,15 +269,32 @@ class SeriesClassification(Classifier):
         rows = []
         for name in inputs:
             labels, series = self._read(name)
-            if series.shape[1:] != (self.meta["length"], self.meta["features"]):
-                raise RnnlabError(
-                    f"{name}: series of {series.shape[1]} readings, expected "
-                    f"{self.meta['length']} like the series the model learned from"
-                )
-            x = torch.from_numpy(self._features(series)).to(self.device)
             where = {"file": Path(name).name} if len(inputs) > 1 else {}
-            for row, (given, answer) in enumerate(
-                zip(labels.tolist(), self.answers(model, {"x": x}), strict=True), 1
-            ):
+            answers = self._classify(model, series, name)
+            for row, (given, answer) in enumerate(zip(labels.tolist(), answers, strict=True), 1):
                 rows.append(where | {"row": row, "given": given} | answer)
         return rows
+
+    def predict_array(self, model: nn.Module, array: np.ndarray) -> list[dict[str, Any]]:
+        """Series as an array of shape (series, steps) or (series, steps, features): the
+        predicted class of each and every class's probability."""
+        series = np.asarray(array, dtype=np.float64)
+        if series.ndim == 2:
+            series = series[..., None]
+        if series.ndim != 3:
+            raise RnnlabError(
+                f"an array of shape {series.shape}: expected (series, steps) or "
+                "(series, steps, features) readings"
+            )
+        answers = self._classify(model, series, "the array")
+        return [{"row": row} | answer for row, answer in enumerate(answers, 1)]
+
+    def _classify(self, model: nn.Module, series: np.ndarray, source: str) -> list[dict[str, Any]]:
+        if series.shape[1:] != (self.meta["length"], self.meta["features"]):
+            raise RnnlabError(
+                f"{source}: series of {series.shape[1]} readings of {series.shape[2]} features, "
+                f"expected {self.meta['length']} of {self.meta['features']} like the series the "
+                "model learned from"
+            )
+        x = torch.from_numpy(self._features(series)).to(self.device)
+        return self.answers(model, {"x": x})
