@@ -43,6 +43,13 @@ def check_positive(key: str, value: float | None) -> None:
         raise SettingError(f"config key {key} must be > 0, got {value}")
 
 
+def check_given(key: str, value: object, wanted: str) -> None:
+    """A key a task cannot run without (a user's own file): unset is a one-line error saying
+    what to give, ``wanted`` (with an example)."""
+    if value is None:
+        raise SettingError(f"config key {key} is not set: give {wanted}")
+
+
 def check_share(key: str, value: float) -> None:
     """A share of the data (validation, test): strictly between 0 and 1."""
     if not 0.0 < value < 1.0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rnnlab.errors import SettingError
+from rnnlab.config import check_given
 from rnnlab.tasks.air_quality import AirQuality, AirQualityData
 
 
@@ -24,11 +24,12 @@ class ForecastData(AirQualityData):
 
     def check(self) -> None:
         super().check()
-        if self.path is None:
-            raise SettingError(
-                "config key data.path is not set: give a CSV of one time step a row "
-                "(--set data.path='series.csv' --set data.columns='[\"load\", \"temp\"]')"
-            )
+        check_given(
+            "data.path",
+            self.path,
+            "a CSV of one time step a row "
+            "(--set data.path='series.csv' --set data.columns='[\"load\", \"temp\"]')",
+        )
 
 
 class Forecast(AirQuality):

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnlab.config import Config, check_at_least, check_share
+from rnnlab.config import Config, check_at_least, check_given, check_share
 from rnnlab.data.labelled import read_labelled
 from rnnlab.data.tweets import check_classes
-from rnnlab.errors import RnnlabError, SettingError
+from rnnlab.errors import RnnlabError
 from rnnlab.nn import ManyToOne, ManyToOneConfig
 from rnnlab.tasks.classify import Classifier, ClassifierTrain, stratified_holdout
 from rnnlab.training.batches import Batch, Batches, TensorBatches
@@ -55,11 +55,12 @@ class SeriesData:
     split_seed: int = 0  # the test split's shuffle, apart from train.seed
 
     def check(self) -> None:
-        if self.train is None:
-            raise SettingError(
-                "config key data.train is not set: give a file of labelled series "
-                "(--set data.train='X_TRAIN.tsv', and data.test for its test file)"
-            )
+        check_given(
+            "data.train",
+            self.train,
+            "a file of labelled series (--set data.train='X_TRAIN.tsv', and data.test for its "
+            "test file)",
+        )
         check_share("data.val_fraction", self.val_fraction)
         check_share("data.test_fraction", self.test_fraction)
 

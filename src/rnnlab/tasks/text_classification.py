@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from rnnlab.errors import SettingError
+from rnnlab.config import check_given
 from rnnlab.tasks.sentiment import Sentiment, TweetsData
 
 
@@ -25,12 +25,12 @@ class TextsData(TweetsData):
 
     def check(self) -> None:
         super().check()
-        if self.path is None:
-            raise SettingError(
-                "config key data.path is not set: give a CSV of texts and labels "
-                "(--set data.path='texts.csv' --set data.text_column='…' "
-                "--set data.label_column='…')"
-            )
+        check_given(
+            "data.path",
+            self.path,
+            "a CSV of texts and labels (--set data.path='texts.csv' "
+            "--set data.text_column='…' --set data.label_column='…')",
+        )
 
 
 class TextClassification(Sentiment):
