@@ -19,7 +19,9 @@ seeds; ``--json`` keeps every run.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -65,7 +67,14 @@ def rnnlab_run(task: str, sets: list[str], seed: int) -> dict:
 
 
 def minirocket(train: Path, test: Path, seed: int) -> dict:
-    """MiniRocket's test accuracy on the same files, and the wall of its fit and test."""
+    """MiniRocket's test accuracy on the same files, and the wall of its fit and test, in a
+    child process: numba's worker threads stay out of the process that trains rnnlab."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_minirocket, train, test, seed).result()
+
+
+def _minirocket(train: Path, test: Path, seed: int) -> dict:
     from aeon.classification.convolution_based import MiniRocketClassifier
 
     y_train, x_train = read_ucr(train)
