@@ -5,8 +5,8 @@
 # 2. every lab task at its lab settings, all in one process, as a user runs them (CUDA graphs on,
 #    the default): OUT_DIR/gpu-graphs.json;
 # 3. the same without CUDA graphs, for the comparison: OUT_DIR/gpu-eager.json;
-# 4. the best configs of air quality and ElectricDevices (cosine schedules, graphed since
-#    session 13): OUT_DIR/gpu-best.json.
+# 4. the best configs of air quality and ElectricDevices (cosine schedules, graphed
+#    too): OUT_DIR/gpu-best.json.
 # Each step has its own time limit, so a slow one still leaves the earlier results.
 set -uo pipefail
 data=${1:?usage: benchmarks/gpu.sh DATA_DIR OUT_DIR}
