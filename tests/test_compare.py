@@ -40,9 +40,10 @@ def test_compare_writes_one_row_per_run_and_a_summary_per_cell(capsys, shared_da
     assert rows[0]["test_mse"] != rows[1]["test_mse"]
     md = (out / "compare.md").read_text()
     assert "| metric | rnn | lstm | gru | all |" in md
-    table = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if "±" in line}
+    table = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if "|" in line}
     assert {"test_r2", "test_mse", "train_seconds"} <= set(table)
-    assert table["test_r2"].count("±") == 3
+    # Two seeds of a cell train differently; their training times may tie to the millisecond.
+    assert table["test_r2"].count("±") == 3 and table["test_mse"].count("±") == 3
     # What every seed shares is shown once, without "± 0".
     assert "| epochs | 1 | 1 | 1 |  |" in md
     assert "rnnlab compare air-quality --cells rnn,lstm,gru --seeds 2" in md
